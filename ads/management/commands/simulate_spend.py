@@ -1,0 +1,110 @@
+from decimal import Decimal
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from ads.models import SpendSource
+from ads.money import format_money
+from ads.rules import PauseReason
+from ads.services import CampaignState, SpendResult, record_spend
+from ads.validation import describe
+
+
+def reasons_text(reasons: tuple[PauseReason, ...]) -> str:
+    return ", ".join(PauseReason(r).label.lower() for r in reasons)
+
+
+OPTION_NAMES = {"occurred_at": "--at", "idempotency_key": "--key"}
+
+
+class Command(BaseCommand):
+    help = (
+        "Record one spend for a campaign, as an ad platform would report it, and show the "
+        "new totals and every campaign whose state changed."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("campaign_id", help="id of the campaign that spent")
+        parser.add_argument("amount", help="amount spent, a decimal with up to 6 places: 12.50")
+        parser.add_argument(
+            "--at",
+            dest="occurred_at",
+            metavar="ISO-8601",
+            help="when the spend happened (default now); without an offset it is read as UTC",
+        )
+        parser.add_argument(
+            "--key",
+            dest="idempotency_key",
+            metavar="IDEMPOTENCY_KEY",
+            help="unique key of this spend; sending the same key again records it once",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            result = record_spend(
+                options["campaign_id"],
+                options["amount"],
+                occurred_at=options["occurred_at"],
+                idempotency_key=options["idempotency_key"],
+                source=SpendSource.CLI,
+            )
+        except ValidationError as error:
+            raise CommandError(describe(error, OPTION_NAMES)) from None
+        self.report(result)
+
+    def report(self, result: SpendResult) -> None:
+        event, campaign, brand = result.event, result.campaign, result.brand
+        spend = (
+            f"spend #{event.pk}: {format_money(event.amount)} on campaign {campaign.campaign_id} "
+            f'"{campaign.name}", occurred {event.occurred_at.isoformat()}, '
+            f"key {event.idempotency_key}"
+        )
+        if not result.created:
+            self.stdout.write(f"Already recorded as {spend}. Nothing changed.")
+        else:
+            self.stdout.write(self.style.SUCCESS(f"Recorded {spend}."))
+            if not result.counted_today:
+                period = "this month's" if result.counted_this_month else "no current"
+                self.stdout.write(
+                    f"It is dated outside the brand's current day: counted in the ledger and in "
+                    f"{period} total, not in today's."
+                )
+            if not campaign.was_active:
+                self.stdout.write(
+                    self.style.WARNING(
+                        "The campaign was not running when this spend arrived "
+                        f"({reasons_text(campaign.old_reasons) or 'not yet evaluated'}); "
+                        "the spend is recorded all the same."
+                    )
+                )
+        own = (
+            f"own daily budget {format_money(campaign.daily_budget)}, "
+            f"{format_money(campaign.daily_left or Decimal(0))} left"
+            if campaign.daily_budget is not None
+            else "no own budget"
+        )
+        self.stdout.write(
+            f'Campaign "{campaign.name}": {format_money(campaign.daily_spend)} today ({own}); '
+            + (
+                "running"
+                if campaign.is_active
+                else f"paused: {reasons_text(campaign.pause_reasons)}"
+            )
+        )
+        self.stdout.write(
+            f'Brand "{brand.name}": today {format_money(brand.daily_spend)} of '
+            f"{format_money(brand.daily_budget)} ({format_money(brand.daily_left)} left); "
+            f"this month {format_money(brand.monthly_spend)} of "
+            f"{format_money(brand.monthly_budget)} ({format_money(brand.monthly_left)} left)"
+        )
+        if result.changes:
+            self.stdout.write("Campaigns whose state changed:")
+            for change in result.changes:
+                self.stdout.write(f"  {self.describe_change(change)}")
+        elif result.created:
+            self.stdout.write("No campaign changed state.")
+
+    @staticmethod
+    def describe_change(change: CampaignState) -> str:
+        return f'campaign {change.campaign_id} "{change.name}": {change.transition}'

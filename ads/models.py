@@ -1,0 +1,249 @@
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo, available_timezones
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models.expressions import Combinable, Expression
+
+from ads.money import BUDGET_DECIMAL_PLACES, MAX_BUDGET, MICRO, MoneyField, from_micros
+from ads.rules import PauseReason
+
+# The largest value a micros counter can hold: counters sum many spends.
+MAX_COUNTER = from_micros(2**63 - 1).quantize(MICRO)
+
+TIMEZONE_UNKNOWN = "{value} is not a known IANA time zone (for example Europe/Paris or UTC)"
+
+
+def validate_timezone(value: str) -> None:
+    if value not in available_timezones():
+        raise ValidationError(TIMEZONE_UNKNOWN.format(value=repr(value)), code="invalid")
+
+
+def budget_field(**kwargs: Any) -> MoneyField:
+    return MoneyField(decimal_places=BUDGET_DECIMAL_PLACES, max_value=MAX_BUDGET, **kwargs)
+
+
+def counter_field(verbose_name: str) -> MoneyField:
+    """A spend counter: kept by the services only, never edited by hand."""
+    return MoneyField(verbose_name, default=Decimal(0), editable=False, max_value=MAX_COUNTER)
+
+
+class PauseReasonsField(models.CharField[Iterable[str] | Combinable, tuple[PauseReason, ...]]):
+    """A set of pause reasons, stored as comma-separated codes in canonical order.
+
+    Canonical order makes equal sets equal strings, so queries can compare them.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max_length", 200)
+        kwargs.setdefault("default", "")
+        kwargs.setdefault("blank", True)
+        super().__init__(*args, **kwargs)
+
+    def from_db_value(
+        self, value: str | None, expression: Expression, connection: BaseDatabaseWrapper
+    ) -> tuple[PauseReason, ...]:
+        return self.to_python(value)
+
+    def to_python(self, value: Any) -> tuple[PauseReason, ...]:
+        if not value:
+            return ()
+        codes = value.split(",") if isinstance(value, str) else list(value)
+        return tuple(reason for reason in PauseReason if reason.value in codes)
+
+    def get_prep_value(self, value: Any) -> str:
+        return ",".join(self.to_python(value))
+
+
+class Schedule(models.Model):
+    """A named, reusable dayparting schedule; its windows come with dayparting."""
+
+    name = models.CharField(max_length=200, unique=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Brand(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    timezone = models.CharField(
+        max_length=64,
+        default="UTC",
+        validators=[validate_timezone],
+        help_text="IANA time zone of the brand's days, months and schedules.",
+    )
+    daily_budget = budget_field(help_text="Spend allowed per local day. 0 allows nothing.")
+    monthly_budget = budget_field(help_text="Spend allowed per local calendar month.")
+    is_active = models.BooleanField(
+        default=True, help_text="Master switch: off pauses every campaign of the brand."
+    )
+    current_daily_spend = counter_field("spend today")
+    current_monthly_spend = counter_field("spend this month")
+    # The local day and the first day of the local month the counters belong to;
+    # null until the first roll-over. See services.roll_over.
+    counters_day = models.DateField(null=True, editable=False)
+    counters_month = models.DateField(null=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(daily_budget__gte=0), name="brand_daily_budget_non_negative"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(monthly_budget__gte=0),
+                name="brand_monthly_budget_non_negative",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(current_daily_spend__gte=0, current_monthly_spend__gte=0),
+                name="brand_spend_non_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def daily_left(self) -> Decimal:
+        return max(self.daily_budget - self.current_daily_spend, Decimal(0))
+
+    @property
+    def monthly_left(self) -> Decimal:
+        return max(self.monthly_budget - self.current_monthly_spend, Decimal(0))
+
+
+class Campaign(models.Model):
+    brand = models.ForeignKey(Brand, on_delete=models.CASCADE, related_name="campaigns")
+    name = models.CharField(max_length=200)
+    is_enabled = models.BooleanField(
+        "enabled",
+        default=True,
+        help_text="A person's choice. Automation never turns on a disabled campaign.",
+    )
+    is_active = models.BooleanField(
+        "running", default=False, editable=False, help_text="Kept by the system."
+    )
+    pause_reasons = PauseReasonsField(editable=False)
+    daily_budget = budget_field(
+        null=True, blank=True, help_text="Optional; empty means only the brand's budgets apply."
+    )
+    daily_spend = counter_field("spend today")
+    schedule = models.ForeignKey(
+        Schedule,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="campaigns",
+        help_text="Empty means the campaign may run at any time.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["brand__name", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["brand", "name"], name="campaign_name_unique_in_brand"),
+            models.CheckConstraint(
+                condition=models.Q(daily_budget__isnull=True) | models.Q(daily_budget__gte=0),
+                name="campaign_daily_budget_non_negative",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(daily_spend__gte=0), name="campaign_spend_non_negative"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.brand.name})"
+
+    @property
+    def daily_left(self) -> Decimal | None:
+        if self.daily_budget is None:
+            return None
+        return max(self.daily_budget - self.daily_spend, Decimal(0))
+
+
+class SpendSource(models.TextChoices):
+    CLI = "cli", "Command line"
+    TASK = "task", "Celery task"
+    ADMIN = "admin", "Admin"
+    API = "api", "HTTP API"
+
+
+class SpendEvent(models.Model):
+    """One spend in the append-only ledger: the truth the counters are kept from."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="spend_events")
+    # Denormalized from the campaign so a brand's period sums read one index.
+    brand = models.ForeignKey(Brand, on_delete=models.PROTECT, related_name="spend_events")
+    amount = MoneyField()
+    occurred_at = models.DateTimeField()
+    recorded_at = models.DateTimeField()
+    source = models.CharField(max_length=10, choices=SpendSource.choices)
+    idempotency_key = models.CharField(max_length=255, unique=True)
+
+    class Meta:
+        ordering = ["-recorded_at", "-pk"]
+        indexes = [
+            models.Index(fields=["brand", "occurred_at"], name="spend_brand_occurred"),
+            models.Index(fields=["campaign", "occurred_at"], name="spend_campaign_occurred"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(amount__gt=0), name="spend_amount_positive"),
+            models.CheckConstraint(
+                condition=~models.Q(idempotency_key=""), name="spend_idempotency_key_not_empty"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.amount} on campaign {self.campaign_id} at {self.occurred_at:%Y-%m-%d %H:%M}"
+
+
+class CampaignStatusChange(models.Model):
+    """Audit row for every change of a campaign's `is_active` or `pause_reasons`."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="status_changes")
+    changed_at = models.DateTimeField(db_index=True)
+    old_is_active = models.BooleanField()
+    new_is_active = models.BooleanField()
+    old_pause_reasons = PauseReasonsField()
+    new_pause_reasons = PauseReasonsField()
+    reason = models.CharField(max_length=300)
+    actor = models.CharField(
+        max_length=150, help_text="The admin user, 'spend', or the task's name."
+    )
+
+    class Meta:
+        ordering = ["-changed_at", "-pk"]
+        verbose_name = "campaign status change"
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id}: {self.reason} by {self.actor}"
+
+
+class SettingChange(models.Model):
+    """Audit row for a budget, schedule or switch changed by a person (SPEC 10)."""
+
+    changed_at = models.DateTimeField(db_index=True)
+    actor = models.CharField(max_length=150)
+    object_type = models.CharField(max_length=50)
+    object_id = models.BigIntegerField()
+    object_repr = models.CharField(max_length=300)
+    field = models.CharField(max_length=100)
+    old_value = models.TextField(blank=True)
+    new_value = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-changed_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.object_repr}.{self.field}: {self.old_value} -> {self.new_value}"

@@ -1,0 +1,119 @@
+"""Exact money: `Decimal` in Python, integer micros (millionths) in SQL.
+
+SQLite evaluates `DecimalField` arithmetic in floating point, so `F("spend") + x` is
+not exact there. Storing micros in a 64-bit integer column keeps every sum exact on
+SQLite and PostgreSQL alike, the way the Google Ads API carries amounts.
+"""
+
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from django import forms
+from django.core import validators
+from django.db import models
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models.expressions import Combinable, Expression
+
+MICROS_PER_UNIT = 1_000_000
+MICRO = Decimal("0.000001")
+SPEND_DECIMAL_PLACES = 6
+BUDGET_DECIMAL_PLACES = 2
+# The largest single spend and the largest budget. Both leave room in a signed 64-bit
+# micros column for counters that sum thousands of maximal spends.
+MAX_SPEND = Decimal("999999999.999999")
+MAX_BUDGET = Decimal("9999999999.99")
+
+
+def to_micros(amount: Decimal) -> int:
+    """Exact micros of `amount`; it must have at most 6 decimal places."""
+    micros = amount * MICROS_PER_UNIT
+    if micros != micros.to_integral_value():
+        raise ValueError(f"{amount} has more than 6 decimal places")
+    return int(micros)
+
+
+def from_micros(micros: int | Decimal) -> Decimal:
+    return Decimal(micros) / MICROS_PER_UNIT
+
+
+def format_money(amount: Decimal) -> str:
+    """Two decimals, or as many as the amount really has (up to 6): 99.90, 0.123456."""
+    normalized = amount.normalize()
+    places = max(BUDGET_DECIMAL_PLACES, -int(normalized.as_tuple().exponent))
+    return f"{amount:,.{min(places, SPEND_DECIMAL_PLACES)}f}"
+
+
+class MoneyField(models.BigIntegerField[Decimal | int | Combinable, Decimal]):
+    """A `Decimal` amount stored as integer micros.
+
+    `decimal_places` says how precise the amount may be (2 for budgets, 6 for spend);
+    `max_value` caps it. Arithmetic in queries works on micros, so add amounts with
+    `money_value()` rather than a bare `Decimal`.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        decimal_places: int = SPEND_DECIMAL_PLACES,
+        max_value: Decimal = MAX_SPEND,
+        **kwargs: Any,
+    ) -> None:
+        self.decimal_places = decimal_places
+        self.max_value = max_value
+        super().__init__(*args, **kwargs)
+
+    def deconstruct(self) -> Any:
+        name, path, args, kwargs = super().deconstruct()
+        kwargs["decimal_places"] = self.decimal_places
+        kwargs["max_value"] = self.max_value
+        return name, path, args, kwargs
+
+    @property
+    def validators(self) -> list[Callable[[Any], None]]:
+        # Replaces BigIntegerField's range validators, which would compare the
+        # Decimal amount against the micros range.
+        return [
+            validators.MinValueValidator(Decimal(0)),
+            validators.MaxValueValidator(self.max_value),
+            validators.DecimalValidator(
+                max_digits=len(str(int(self.max_value))) + self.decimal_places,
+                decimal_places=self.decimal_places,
+            ),
+        ]
+
+    def from_db_value(
+        self, value: int | Decimal | None, expression: Expression, connection: BaseDatabaseWrapper
+    ) -> Decimal | None:
+        return None if value is None else from_micros(value)
+
+    def to_python(self, value: Any) -> Decimal | None:
+        if value is None or isinstance(value, Decimal):
+            return value
+        return forms.DecimalField().to_python(value)
+
+    def get_prep_value(self, value: Any) -> Any:
+        value = super(models.IntegerField, self).get_prep_value(value)
+        if value is None:
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = Decimal(value)  # whole units, not micros
+        if isinstance(value, Decimal):
+            return to_micros(value)
+        raise TypeError(f"{self.name}: money must be a Decimal, not {type(value).__name__}")
+
+    def formfield(self, **kwargs: Any) -> Any:
+        defaults: dict[str, Any] = {
+            "form_class": forms.DecimalField,
+            "max_digits": len(str(int(self.max_value))) + self.decimal_places,
+            "decimal_places": self.decimal_places,
+            "min_value": Decimal(0),
+            "max_value": self.max_value,
+        }
+        defaults.update(kwargs)
+        return super(models.IntegerField, self).formfield(**defaults)
+
+
+def money_value(amount: Decimal) -> models.Value:
+    """An amount for query arithmetic (`F("spend") + money_value(x)`), sent as micros."""
+    return models.Value(amount, output_field=MoneyField())

@@ -1,0 +1,539 @@
+"""Every change of budget state: spend, campaign states, period roll-over, admin edits.
+
+Concurrency rule: every writer locks the rows of the brands it touches first
+(`select_for_update`, in primary-key order), then works on their campaigns. Spends,
+enforcement passes and admin saves of one brand therefore run one after the other and
+never act on stale counters; different brands proceed in parallel. On SQLite, whose
+transactions are IMMEDIATE (see settings), the database lock does the same.
+"""
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, OuterRef, Subquery, Sum
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from ads.models import Brand, Campaign, CampaignStatusChange, SettingChange, SpendEvent, SpendSource
+from ads.money import MoneyField, format_money, money_value
+from ads.rules import (
+    CampaignFacts,
+    PauseReason,
+    day_bounds,
+    describe_transition,
+    local_date,
+    month_bounds,
+    month_start,
+    pause_reasons,
+)
+from ads.sql import chunked, id_set, in_ids
+from ads.validation import (
+    CAMPAIGN_UNKNOWN,
+    KEY_CONFLICT,
+    invalid,
+    parse_amount,
+    parse_id,
+    parse_idempotency_key,
+    parse_occurred_at,
+    shown,
+)
+
+logger = logging.getLogger(__name__)
+
+SPEND_ACTOR = "spend"
+# Brands locked and evaluated per transaction in a full pass: bounds how long one
+# pass holds brand locks (and so delays spends), and the memory one pass needs.
+BRANDS_PER_TRANSACTION = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignState:
+    """A campaign as one evaluation found it (`was_*`) and left it."""
+
+    campaign_id: int
+    name: str
+    brand_id: int
+    was_active: bool
+    old_reasons: tuple[PauseReason, ...]
+    is_active: bool
+    pause_reasons: tuple[PauseReason, ...]
+    daily_spend: Decimal
+    daily_budget: Decimal | None
+
+    @property
+    def changed(self) -> bool:
+        return (self.was_active, self.old_reasons) != (self.is_active, self.pause_reasons)
+
+    @property
+    def daily_left(self) -> Decimal | None:
+        if self.daily_budget is None:
+            return None
+        return max(self.daily_budget - self.daily_spend, Decimal(0))
+
+    @property
+    def transition(self) -> str:
+        return describe_transition(
+            self.was_active, self.old_reasons, self.is_active, self.pause_reasons
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BrandTotals:
+    brand_id: int
+    name: str
+    daily_budget: Decimal
+    daily_spend: Decimal
+    monthly_budget: Decimal
+    monthly_spend: Decimal
+
+    @property
+    def daily_left(self) -> Decimal:
+        return max(self.daily_budget - self.daily_spend, Decimal(0))
+
+    @property
+    def monthly_left(self) -> Decimal:
+        return max(self.monthly_budget - self.monthly_spend, Decimal(0))
+
+    @classmethod
+    def of(cls, brand: Brand) -> "BrandTotals":
+        return cls(
+            brand_id=brand.pk,
+            name=brand.name,
+            daily_budget=brand.daily_budget,
+            daily_spend=brand.current_daily_spend,
+            monthly_budget=brand.monthly_budget,
+            monthly_spend=brand.current_monthly_spend,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshResult:
+    """What a state refresh did: every state change it wrote, and the brands whose
+    counters it rolled into a new day or month."""
+
+    changes: tuple[CampaignState, ...]
+    rolled_over: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SpendResult:
+    event: SpendEvent
+    created: bool  # False: the idempotency key was already recorded; nothing changed
+    counted_today: bool
+    counted_this_month: bool
+    campaign: CampaignState
+    brand: BrandTotals
+    changes: tuple[CampaignState, ...]
+
+
+def record_spend(
+    campaign_id: object,
+    amount: object,
+    *,
+    occurred_at: object = None,
+    idempotency_key: object = None,
+    source: str = SpendSource.CLI,
+    at: datetime | None = None,
+) -> SpendResult:
+    """Record one spend in the ledger, move the counters, and enforce at once.
+
+    Arguments may be untrusted (strings from the command line, JSON from a task); each
+    is validated before anything is written. `at` is when the spend is recorded
+    (default: now). Raises `ValidationError` naming the bad field.
+    """
+    at = at or timezone.now()
+    campaign_id = parse_id(campaign_id)
+    amount = parse_amount(amount)
+    occurred = parse_occurred_at(occurred_at, at=at)
+    key = parse_idempotency_key(idempotency_key)
+    if source not in SpendSource.values:
+        raise invalid("source", f"must be one of {', '.join(SpendSource.values)}")
+    try:
+        with transaction.atomic():
+            return _record_spend_locked(campaign_id, amount, occurred, key, source, at)
+    except IntegrityError:
+        # Another brand's transaction inserted the same key after our check.
+        existing = SpendEvent.objects.filter(idempotency_key=key).first()
+        if existing is None:
+            raise
+        return _already_recorded(existing, campaign_id=campaign_id, amount=amount)
+
+
+def _record_spend_locked(
+    campaign_id: int, amount: Decimal, occurred: datetime, key: str, source: str, at: datetime
+) -> SpendResult:
+    brand_id = Campaign.objects.filter(pk=campaign_id).values_list("brand_id", flat=True).first()
+    if brand_id is None:
+        raise invalid("campaign_id", CAMPAIGN_UNKNOWN.format(value=campaign_id))
+    (brand,) = _lock_brands([brand_id])
+    existing = SpendEvent.objects.filter(idempotency_key=key).first()
+    if existing is not None:
+        return _already_recorded(existing, campaign_id=campaign_id, amount=amount)
+    _roll_over([brand], at=at)
+
+    today = local_date(at, brand.zone)
+    day = local_date(occurred, brand.zone)
+    counted_today = day == today
+    counted_this_month = month_start(day) == month_start(today)
+    event = SpendEvent.objects.create(
+        campaign_id=campaign_id,
+        brand_id=brand_id,
+        amount=amount,
+        occurred_at=occurred,
+        recorded_at=at,
+        source=source,
+        idempotency_key=key,
+    )
+    increment = money_value(amount)
+    brand_updates = {}
+    if counted_today:
+        brand_updates["current_daily_spend"] = F("current_daily_spend") + increment
+        Campaign.objects.filter(pk=campaign_id).update(daily_spend=F("daily_spend") + increment)
+    if counted_this_month:
+        brand_updates["current_monthly_spend"] = F("current_monthly_spend") + increment
+    if brand_updates:
+        Brand.objects.filter(pk=brand_id).update(**brand_updates)
+
+    states, totals = _evaluate([brand_id], at=at, actor=SPEND_ACTOR)
+    logger.info(
+        "spend %s recorded: %s on campaign %s (key %s, source %s)",
+        event.pk,
+        amount,
+        campaign_id,
+        key,
+        source,
+    )
+    return SpendResult(
+        event=event,
+        created=True,
+        counted_today=counted_today,
+        counted_this_month=counted_this_month,
+        campaign=next(s for s in states if s.campaign_id == campaign_id),
+        brand=totals[brand_id],
+        changes=tuple(s for s in states if s.changed),
+    )
+
+
+def _already_recorded(existing: SpendEvent, *, campaign_id: int, amount: Decimal) -> SpendResult:
+    if existing.campaign_id != campaign_id or existing.amount != amount:
+        raise invalid(
+            "idempotency_key",
+            KEY_CONFLICT.format(
+                key=shown(existing.idempotency_key),
+                campaign_id=existing.campaign_id,
+                amount=format_money(existing.amount),
+            ),
+        )
+    campaign = Campaign.objects.select_related("brand").get(pk=campaign_id)
+    state = CampaignState(
+        campaign_id=campaign.pk,
+        name=campaign.name,
+        brand_id=campaign.brand_id,
+        was_active=campaign.is_active,
+        old_reasons=campaign.pause_reasons,
+        is_active=campaign.is_active,
+        pause_reasons=campaign.pause_reasons,
+        daily_spend=campaign.daily_spend,
+        daily_budget=campaign.daily_budget,
+    )
+    return SpendResult(
+        event=existing,
+        created=False,
+        counted_today=False,
+        counted_this_month=False,
+        campaign=state,
+        brand=BrandTotals.of(campaign.brand),
+        changes=(),
+    )
+
+
+def refresh_campaign_states(
+    *, at: datetime, actor: str, brand_ids: Sequence[int] | None = None
+) -> RefreshResult:
+    """Bring every campaign's `is_active` / `pause_reasons` up to date at `at`.
+
+    Rolls stale counters into the brand's current local day and month first. Writes
+    only campaigns whose state changes, each with one audit row naming `actor`. The
+    number of queries depends on the number of brands (in chunks of
+    BRANDS_PER_TRANSACTION) and of distinct state transitions, not of campaigns.
+    """
+    if brand_ids is None:
+        brand_ids = list(Brand.objects.order_by("pk").values_list("pk", flat=True))
+    changes: list[CampaignState] = []
+    rolled: list[int] = []
+    for chunk in chunked(sorted(set(brand_ids)), BRANDS_PER_TRANSACTION):
+        with transaction.atomic():
+            brands = _lock_brands(chunk)
+            rolled += _roll_over(brands, at=at)
+            states, _ = _evaluate(chunk, at=at, actor=actor)
+            changes += (s for s in states if s.changed)
+    return RefreshResult(changes=tuple(changes), rolled_over=tuple(rolled))
+
+
+def _lock_brands(brand_ids: Sequence[int]) -> list[Brand]:
+    return list(Brand.objects.select_for_update().filter(pk__in=brand_ids).order_by("pk"))
+
+
+def _ledger_sum(owner: str, start: datetime, end: datetime) -> Coalesce:
+    """Per-row SQL sum of the ledger between start and end, for `owner` in
+    ("brand", "campaign") matched to the row being updated."""
+    spend = (
+        SpendEvent.objects.filter(**{owner: OuterRef("pk")}, occurred_at__gte=start)
+        .filter(occurred_at__lt=end)
+        .order_by()
+        .values(owner)
+        .annotate(total=Sum("amount"))
+        .values("total")
+    )
+    return Coalesce(Subquery(spend), money_value(Decimal(0)), output_field=MoneyField())
+
+
+def _roll_over(brands: Iterable[Brand], *, at: datetime) -> list[int]:
+    """Move counters of locked brands whose local day or month has changed into the
+    current period, and return those brands' ids.
+
+    The new period's counters are set from the ledger, not to zero: a spend dated
+    in the new period but recorded before the roll-over (up to 5 minutes early) is
+    kept. Each statement is conditional on the period marker, so a repeated or late
+    roll-over changes nothing; one is done per time zone, not per brand.
+    """
+    stale_days: dict[tuple[str, date], list[int]] = defaultdict(list)
+    stale_months: dict[tuple[str, date], list[int]] = defaultdict(list)
+    for brand in brands:
+        today = local_date(at, brand.zone)
+        if brand.counters_day != today:
+            stale_days[brand.timezone, today].append(brand.pk)
+        if brand.counters_month != month_start(today):
+            stale_months[brand.timezone, month_start(today)].append(brand.pk)
+    for (zone_name, day), ids in stale_days.items():
+        start, end = day_bounds(day, ZoneInfo(zone_name))
+        Campaign.objects.filter(brand_id__in=ids).exclude(brand__counters_day=day).update(
+            daily_spend=_ledger_sum("campaign", start, end)
+        )
+        Brand.objects.filter(pk__in=ids).exclude(counters_day=day).update(
+            current_daily_spend=_ledger_sum("brand", start, end), counters_day=day
+        )
+    for (zone_name, first_day), ids in stale_months.items():
+        start, end = month_bounds(first_day, ZoneInfo(zone_name))
+        Brand.objects.filter(pk__in=ids).exclude(counters_month=first_day).update(
+            current_monthly_spend=_ledger_sum("brand", start, end), counters_month=first_day
+        )
+    rolled = sorted({pk for ids in [*stale_days.values(), *stale_months.values()] for pk in ids})
+    if rolled:
+        logger.info("counters rolled into a new period for brands %s", rolled)
+    return rolled
+
+
+_STATE_COLUMNS = (
+    "pk",
+    "name",
+    "brand_id",
+    "is_enabled",
+    "is_active",
+    "pause_reasons",
+    "daily_budget",
+    "daily_spend",
+    "brand__name",
+    "brand__is_active",
+    "brand__daily_budget",
+    "brand__current_daily_spend",
+    "brand__monthly_budget",
+    "brand__current_monthly_spend",
+)
+
+
+def _evaluate(
+    brand_ids: Sequence[int], *, at: datetime, actor: str
+) -> tuple[list[CampaignState], dict[int, BrandTotals]]:
+    """Apply the state rules to the campaigns of locked brands and write the changes.
+
+    One read, then per distinct transition one audit insert and one update, whatever
+    the number of campaigns.
+    """
+    states: list[CampaignState] = []
+    totals: dict[int, BrandTotals] = {}
+    rows = Campaign.objects.filter(brand_id__in=brand_ids).order_by("pk")
+    for (
+        pk,
+        name,
+        brand_id,
+        is_enabled,
+        was_active,
+        old_reasons,
+        daily_budget,
+        daily_spend,
+        brand_name,
+        brand_is_active,
+        brand_daily_budget,
+        brand_daily_spend,
+        brand_monthly_budget,
+        brand_monthly_spend,
+    ) in rows.values_list(*_STATE_COLUMNS).iterator(chunk_size=5000):
+        reasons = pause_reasons(
+            CampaignFacts(
+                is_enabled=is_enabled,
+                brand_is_active=brand_is_active,
+                brand_daily_budget=brand_daily_budget,
+                brand_daily_spend=brand_daily_spend,
+                brand_monthly_budget=brand_monthly_budget,
+                brand_monthly_spend=brand_monthly_spend,
+                daily_budget=daily_budget,
+                daily_spend=daily_spend,
+                schedule_allows=True,
+            )
+        )
+        states.append(
+            CampaignState(
+                campaign_id=pk,
+                name=name,
+                brand_id=brand_id,
+                was_active=was_active,
+                old_reasons=old_reasons,
+                is_active=not reasons,
+                pause_reasons=reasons,
+                daily_spend=daily_spend,
+                daily_budget=daily_budget,
+            )
+        )
+        if brand_id not in totals:
+            totals[brand_id] = BrandTotals(
+                brand_id=brand_id,
+                name=brand_name,
+                daily_budget=brand_daily_budget,
+                daily_spend=brand_daily_spend,
+                monthly_budget=brand_monthly_budget,
+                monthly_spend=brand_monthly_spend,
+            )
+    _write_changes([s for s in states if s.changed], at=at, actor=actor)
+    return states, totals
+
+
+def _write_changes(changed: Sequence[CampaignState], *, at: datetime, actor: str) -> None:
+    groups: dict[tuple[bool, tuple[PauseReason, ...], bool, tuple[PauseReason, ...]], list[int]]
+    groups = defaultdict(list)
+    for state in changed:
+        key = (state.was_active, state.old_reasons, state.is_active, state.pause_reasons)
+        groups[key].append(state.campaign_id)
+        logger.info(
+            "campaign %s (%s) %s by %s", state.campaign_id, state.name, state.transition, actor
+        )
+    audit = connection.ops.quote_name(CampaignStatusChange._meta.db_table)
+    campaigns = connection.ops.quote_name(Campaign._meta.db_table)
+    for (was_active, old_reasons, is_active, reasons), ids in groups.items():
+        ids_sql, ids_params = id_set(ids)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {audit} (campaign_id, changed_at, old_is_active, new_is_active,"
+                " old_pause_reasons, new_pause_reasons, reason, actor)"
+                f" SELECT id, %s, %s, %s, %s, %s, %s, %s FROM {campaigns} WHERE id IN ({ids_sql})",
+                [
+                    connection.ops.adapt_datetimefield_value(at),
+                    was_active,
+                    is_active,
+                    ",".join(old_reasons),
+                    ",".join(reasons),
+                    describe_transition(was_active, old_reasons, is_active, reasons),
+                    actor[:150],
+                    *ids_params,
+                ],
+            )
+        Campaign.objects.filter(pk__in=in_ids(ids)).update(
+            is_active=is_active, pause_reasons=reasons
+        )
+
+
+# --- Changes made by people (admin) -------------------------------------------------
+
+BRAND_AUDITED_FIELDS = ("name", "timezone", "daily_budget", "monthly_budget", "is_active")
+CAMPAIGN_AUDITED_FIELDS = ("name", "is_enabled", "daily_budget", "schedule")
+
+
+def save_brand(
+    brand: Brand, *, changed_fields: Iterable[str], actor: str, at: datetime
+) -> RefreshResult:
+    """Save a brand edited by a person: audit what changed, re-evaluate its campaigns."""
+    with transaction.atomic():
+        old = _lock_brands([brand.pk])[0] if brand.pk else None
+        if old is not None and old.timezone != brand.timezone:
+            # The counters' day and month are the old zone's; recompute them.
+            brand.counters_day = brand.counters_month = None
+        brand.save()
+        if old is not None:
+            _audit_settings(old, brand, changed_fields, BRAND_AUDITED_FIELDS, actor=actor, at=at)
+        return refresh_campaign_states(at=at, actor=actor, brand_ids=[brand.pk])
+
+
+def save_campaign(
+    campaign: Campaign, *, changed_fields: Iterable[str], actor: str, at: datetime
+) -> RefreshResult:
+    """Save a campaign edited by a person: audit what changed, re-evaluate its state."""
+    with transaction.atomic():
+        _lock_brands([campaign.brand_id])
+        old = Campaign.objects.filter(pk=campaign.pk).first() if campaign.pk else None
+        campaign.save()
+        if old is not None:
+            _audit_settings(
+                old, campaign, changed_fields, CAMPAIGN_AUDITED_FIELDS, actor=actor, at=at
+            )
+        return refresh_campaign_states(at=at, actor=actor, brand_ids=[campaign.brand_id])
+
+
+def set_campaigns_enabled(
+    campaign_ids: Sequence[int], *, enabled: bool, actor: str, at: datetime
+) -> RefreshResult:
+    """A person's switch: enable or disable campaigns, audited, states updated at once."""
+    with transaction.atomic():
+        brand_ids = list(
+            Campaign.objects.filter(pk__in=campaign_ids).values_list("brand_id", flat=True)
+        )
+        _lock_brands(sorted(set(brand_ids)))
+        to_change = list(Campaign.objects.filter(pk__in=campaign_ids).exclude(is_enabled=enabled))
+        Campaign.objects.filter(pk__in=[c.pk for c in to_change]).update(is_enabled=enabled)
+        SettingChange.objects.bulk_create(
+            SettingChange(
+                changed_at=at,
+                actor=actor,
+                object_type="campaign",
+                object_id=c.pk,
+                object_repr=str(c.name),
+                field="is_enabled",
+                old_value=str(c.is_enabled),
+                new_value=str(enabled),
+            )
+            for c in to_change
+        )
+        return refresh_campaign_states(at=at, actor=actor, brand_ids=brand_ids)
+
+
+def _audit_settings(
+    old: Brand | Campaign,
+    new: Brand | Campaign,
+    changed_fields: Iterable[str],
+    audited: Sequence[str],
+    *,
+    actor: str,
+    at: datetime,
+) -> None:
+    rows = []
+    for field in audited:
+        before, after = getattr(old, field), getattr(new, field)
+        if field in changed_fields and before != after:
+            rows.append(
+                SettingChange(
+                    changed_at=at,
+                    actor=actor,
+                    object_type=new._meta.model_name or "",
+                    object_id=new.pk,
+                    object_repr=str(new)[:300],
+                    field=field,
+                    old_value="" if before is None else str(before),
+                    new_value="" if after is None else str(after),
+                )
+            )
+    SettingChange.objects.bulk_create(rows)

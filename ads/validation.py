@@ -1,0 +1,122 @@
+"""Turn untrusted input (CLI strings, task JSON, form data) into typed values.
+
+Every failure is a `ValidationError` keyed by the field's name, with one of the
+message constants below, so each interface can say which field is wrong and why.
+"""
+
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+
+from django.core.exceptions import ValidationError
+
+from ads.money import MAX_SPEND, MICRO, format_money
+
+FUTURE_TOLERANCE = timedelta(minutes=5)
+MAX_ID = 2**63 - 1
+MAX_KEY_LENGTH = 255
+
+AMOUNT_WRONG_TYPE = "must be a decimal number written as text (such as '12.50'), not {kind}"
+AMOUNT_NOT_A_NUMBER = "{value} is not a number; write it like 12.50"
+AMOUNT_NOT_FINITE = "{value} is not a finite amount"
+AMOUNT_NOT_POSITIVE = "must be greater than zero (got {value})"
+AMOUNT_TOO_LARGE = "must be at most {limit} (got {value})"
+AMOUNT_TOO_PRECISE = "may have at most 6 decimal places (got {value})"
+CAMPAIGN_ID_INVALID = "{value} is not a campaign id; give a positive whole number"
+CAMPAIGN_UNKNOWN = "no campaign with id {value}"
+OCCURRED_AT_INVALID = (
+    "{value} is not an ISO-8601 date and time; write it like 2026-11-27T14:30:00+00:00"
+)
+OCCURRED_AT_FUTURE = "{value} is more than 5 minutes in the future"
+KEY_INVALID = "must be 1 to 255 printable characters without spaces at either end"
+KEY_CONFLICT = (
+    "{key} was already used for a different spend (campaign {campaign_id}, amount {amount}); "
+    "use a new key for a new spend"
+)
+
+
+def shown(value: object) -> str:
+    """The offending value, quoted and cut short enough for a one-line error."""
+    text = repr(value) if not isinstance(value, str) else f"'{value}'"
+    return text if len(text) <= 40 else text[:37] + "...'"
+
+
+def invalid(field: str, message: str) -> ValidationError:
+    return ValidationError({field: [message]})
+
+
+def parse_amount(value: object, *, field: str = "amount") -> Decimal:
+    """A spend amount: finite, > 0, at most 6 decimal places, at most MAX_SPEND."""
+    if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
+        raise invalid(field, AMOUNT_WRONG_TYPE.format(kind=type(value).__name__))
+    try:
+        amount = Decimal(value.strip() if isinstance(value, str) else value)
+    except InvalidOperation:
+        raise invalid(field, AMOUNT_NOT_A_NUMBER.format(value=shown(value))) from None
+    if not amount.is_finite():
+        raise invalid(field, AMOUNT_NOT_FINITE.format(value=shown(value)))
+    if amount <= 0:
+        raise invalid(field, AMOUNT_NOT_POSITIVE.format(value=shown(value)))
+    if amount > MAX_SPEND:
+        raise invalid(
+            field, AMOUNT_TOO_LARGE.format(limit=format_money(MAX_SPEND), value=shown(value))
+        )
+    if amount != amount.quantize(MICRO):
+        raise invalid(field, AMOUNT_TOO_PRECISE.format(value=shown(value)))
+    return amount
+
+
+def parse_id(value: object, *, field: str = "campaign_id") -> int:
+    """A positive database id, from an int or a string of digits."""
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_ID:
+        raise invalid(field, CAMPAIGN_ID_INVALID.format(value=shown(value)))
+    return value
+
+
+def parse_occurred_at(value: object, *, at: datetime, field: str = "occurred_at") -> datetime:
+    """When a spend happened: `at` when not given; a time without offset is UTC."""
+    if value is None:
+        return at
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise invalid(field, OCCURRED_AT_INVALID.format(value=shown(value))) from None
+    if not isinstance(value, datetime):
+        raise invalid(field, OCCURRED_AT_INVALID.format(value=shown(value)))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    if value > at + FUTURE_TOLERANCE:
+        raise invalid(field, OCCURRED_AT_FUTURE.format(value=value.isoformat()))
+    return value
+
+
+def parse_idempotency_key(value: object, *, field: str = "idempotency_key") -> str:
+    """The caller's key, or a new random one when none is given."""
+    if value is None:
+        return uuid.uuid4().hex
+    if (
+        not isinstance(value, str)
+        or not 0 < len(value) <= MAX_KEY_LENGTH
+        or not value.isprintable()
+        or value != value.strip()
+    ):
+        raise invalid(field, KEY_INVALID)
+    return value
+
+
+def describe(error: ValidationError, names: Mapping[str, str] | None = None) -> str:
+    """One line naming each field and its reason: 'amount: must be greater than zero'.
+
+    `names` renames fields to what the interface calls them (occurred_at -> --at).
+    """
+    if hasattr(error, "error_dict"):
+        names = names or {}
+        return "; ".join(
+            f"{names.get(field, field)}: {' '.join(messages)}"
+            for field, messages in error.message_dict.items()
+        )
+    return " ".join(error.messages)
