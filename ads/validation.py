@@ -50,6 +50,9 @@ def parse_amount(value: object, *, field: str = "amount") -> Decimal:
     """A spend amount: finite, > 0, at most 6 decimal places, at most MAX_SPEND."""
     if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
         raise invalid(field, AMOUNT_WRONG_TYPE.format(kind=type(value).__name__))
+    if isinstance(value, str) and (not value.isascii() or "_" in value):
+        # Decimal() reads "1_000" and non-ASCII digits; an amount should be plain.
+        raise invalid(field, AMOUNT_NOT_A_NUMBER.format(value=shown(value)))
     try:
         amount = Decimal(value.strip() if isinstance(value, str) else value)
     except InvalidOperation:
@@ -69,11 +72,12 @@ def parse_amount(value: object, *, field: str = "amount") -> Decimal:
 
 def parse_id(value: object, *, field: str = "campaign_id") -> int:
     """A positive database id, from an int or a string of digits."""
+    number = value
     if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-        value = int(value.strip())
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_ID:
+        number = int(value.strip())
+    if isinstance(number, bool) or not isinstance(number, int) or not 0 < number <= MAX_ID:
         raise invalid(field, CAMPAIGN_ID_INVALID.format(value=shown(value)))
-    return value
+    return number
 
 
 def parse_occurred_at(value: object, *, at: datetime, field: str = "occurred_at") -> datetime:

@@ -1,0 +1,116 @@
+"""Concurrent writers in separate OS processes never lose or double an update (SPEC 4).
+
+These tests commit for real (transaction=True) and fork worker processes that open
+their own database connections, on SQLite and on PostgreSQL alike.
+"""
+
+import multiprocessing
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from multiprocessing.synchronize import Barrier
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.db import connections
+from django.db.models import Sum
+
+from ads.models import Brand, Campaign, SpendEvent
+from ads.services import record_spend
+from tests.conftest import NOW
+from tests.factories import BrandFactory, CampaignFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+PROCESSES = 4
+SPENDS_PER_PROCESS = 250
+fork = multiprocessing.get_context("fork")
+
+
+def amount_for(worker: int, n: int) -> Decimal:
+    return Decimal("0.01") * (1 + (worker * SPENDS_PER_PROCESS + n) % 97)
+
+
+def spend_many(campaign_ids: Sequence[int], worker: int) -> None:
+    try:
+        for n in range(SPENDS_PER_PROCESS):
+            record_spend(
+                campaign_ids[n % len(campaign_ids)],
+                amount_for(worker, n),
+                idempotency_key=f"worker{worker}-{n}",
+                at=NOW,
+            )
+    finally:
+        connections.close_all()
+
+
+def run_processes(target: Callable[..., None], args: Sequence[tuple[object, ...]]) -> None:
+    connections.close_all()  # children must open their own connections
+    processes = [fork.Process(target=target, args=a) for a in args]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=300)
+    assert [p.exitcode for p in processes] == [0] * len(processes)
+
+
+def test_four_processes_of_250_spends_end_with_exact_counters() -> None:
+    brand = BrandFactory.create(daily_budget=Decimal("100000"), monthly_budget=Decimal("100000"))
+    campaign_ids = [c.pk for c in CampaignFactory.create_batch(3, brand=brand)]
+    expected = sum(
+        (amount_for(w, n) for w in range(PROCESSES) for n in range(SPENDS_PER_PROCESS)),
+        Decimal(0),
+    )
+
+    run_processes(spend_many, [(campaign_ids, worker) for worker in range(PROCESSES)])
+
+    brand = Brand.objects.get()
+    ledger = SpendEvent.objects.aggregate(total=Sum("amount"))["total"]
+    campaigns = Campaign.objects.aggregate(total=Sum("daily_spend"))["total"]
+    assert SpendEvent.objects.count() == PROCESSES * SPENDS_PER_PROCESS
+    assert brand.current_daily_spend == brand.current_monthly_spend == expected
+    assert ledger == campaigns == expected
+
+
+def spend_with_key(
+    campaign_id: int, key: str, barrier: Barrier, outcomes: "multiprocessing.Queue[str]"
+) -> None:
+    try:
+        barrier.wait(timeout=60)
+        result = record_spend(campaign_id, "5.00", idempotency_key=key, at=NOW)
+        outcomes.put("recorded" if result.created else "already recorded")
+    except ValidationError as error:
+        outcomes.put(f"rejected: {error.message_dict}")
+    finally:
+        connections.close_all()
+
+
+def test_same_key_from_four_processes_at_once_records_one_event() -> None:
+    campaign = CampaignFactory.create()
+    barrier, outcomes = fork.Barrier(PROCESSES), fork.Queue()
+
+    run_processes(spend_with_key, [(campaign.pk, "order-1", barrier, outcomes)] * PROCESSES)
+
+    results = sorted(outcomes.get(timeout=5) for _ in range(PROCESSES))
+    assert results == ["already recorded"] * (PROCESSES - 1) + ["recorded"]
+    assert SpendEvent.objects.count() == 1
+    assert Brand.objects.get().current_daily_spend == Decimal("5.00")
+
+
+def test_same_key_on_two_brands_at_once_records_one_and_rejects_the_other() -> None:
+    # Different brands take different locks, so the unique index decides.
+    first, second = CampaignFactory.create(), CampaignFactory.create()
+    barrier, outcomes = fork.Barrier(2), fork.Queue()
+
+    run_processes(
+        spend_with_key,
+        [(first.pk, "order-1", barrier, outcomes), (second.pk, "order-1", barrier, outcomes)],
+    )
+
+    results = sorted(outcomes.get(timeout=5) for _ in range(2))
+    assert results[0] == "recorded"
+    assert results[1].startswith("rejected: {'idempotency_key': [")
+    assert SpendEvent.objects.count() == 1
+    assert sorted(Brand.objects.values_list("current_daily_spend", flat=True)) == [
+        Decimal(0),
+        Decimal("5.00"),
+    ]

@@ -1,0 +1,60 @@
+"""Money is exact on every database (SPEC 2)."""
+
+from decimal import Decimal
+
+import pytest
+from django.db.models import F, Sum
+
+from ads.models import Brand
+from ads.money import format_money, money_value, to_micros
+from tests.factories import BrandFactory
+
+
+@pytest.mark.django_db
+def test_budgets_round_trip_as_decimals() -> None:
+    BrandFactory.create(daily_budget=Decimal("123.45"), monthly_budget=Decimal("9999999999.99"))
+
+    brand = Brand.objects.get()
+
+    assert brand.daily_budget == Decimal("123.45")
+    assert brand.monthly_budget == Decimal("9999999999.99")
+    assert isinstance(brand.daily_budget, Decimal)
+
+
+@pytest.mark.django_db
+def test_sql_arithmetic_on_amounts_is_exact() -> None:
+    BrandFactory.create()
+    for _ in range(10):
+        Brand.objects.update(
+            current_daily_spend=F("current_daily_spend") + money_value(Decimal("0.1"))
+        )
+
+    assert Brand.objects.get().current_daily_spend == Decimal("1.0")
+    assert Brand.objects.aggregate(total=Sum("current_daily_spend"))["total"] == Decimal("1")
+
+
+@pytest.mark.django_db
+def test_lookups_compare_amounts_not_micros() -> None:
+    BrandFactory.create(daily_budget=Decimal("100.00"))
+
+    assert Brand.objects.filter(daily_budget=100).exists()
+    assert Brand.objects.filter(daily_budget__gt=Decimal("99.99")).exists()
+
+
+def test_floats_are_refused_as_money() -> None:
+    with pytest.raises(TypeError, match="money must be a Decimal"):
+        Brand._meta.get_field("daily_budget").get_prep_value(0.1)
+
+
+def test_to_micros_refuses_sub_micro_amounts() -> None:
+    assert to_micros(Decimal("0.000001")) == 1
+    with pytest.raises(ValueError, match="more than 6 decimal places"):
+        to_micros(Decimal("0.0000001"))
+
+
+@pytest.mark.parametrize(
+    ("amount", "text"),
+    [("100", "100.00"), ("99.9", "99.90"), ("0.123456", "0.123456"), ("1234567.5", "1,234,567.50")],
+)
+def test_format_money_shows_cents_or_the_real_precision(amount: str, text: str) -> None:
+    assert format_money(Decimal(amount)) == text

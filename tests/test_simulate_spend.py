@@ -1,0 +1,149 @@
+"""The simulate_spend command: what it prints, and bad input (SPEC 9, 11)."""
+
+from decimal import Decimal
+from io import StringIO
+
+import pytest
+import time_machine
+from django.core.management import CommandError, call_command
+
+from ads.models import Brand, Campaign, CampaignStatusChange, SpendEvent
+from ads.services import refresh_campaign_states
+from tests.conftest import NOW
+from tests.factories import CampaignFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def frozen_clock(time_machine: time_machine.TimeMachineFixture) -> None:
+    time_machine.move_to(NOW, tick=False)
+
+
+@pytest.fixture
+def campaign() -> Campaign:
+    campaign = CampaignFactory.create(
+        name="Search", brand__name="Acme", brand__daily_budget=Decimal("10.00")
+    )
+    refresh_campaign_states(at=NOW, actor="test")
+    return campaign
+
+
+def simulate(*args: str) -> str:
+    out = StringIO()
+    call_command("simulate_spend", *args, stdout=out)
+    return out.getvalue()
+
+
+def test_prints_the_spend_the_totals_and_budget_left(campaign: Campaign) -> None:
+    out = simulate(str(campaign.pk), "2.50", "--key", "order-7")
+
+    event = SpendEvent.objects.get()
+    assert f'Recorded spend #{event.pk}: 2.50 on campaign {campaign.pk} "Search"' in out
+    assert "key order-7" in out
+    assert 'Campaign "Search": 2.50 today (no own budget); running' in out
+    assert 'Brand "Acme": today 2.50 of 10.00 (7.50 left)' in out
+    assert "No campaign changed state." in out
+
+
+def test_lists_every_campaign_whose_state_changed(campaign: Campaign) -> None:
+    sibling = CampaignFactory.create(brand=campaign.brand, name="Display")
+    refresh_campaign_states(at=NOW, actor="test")
+
+    out = simulate(str(campaign.pk), "10")
+
+    assert "Campaigns whose state changed:" in out
+    assert f'campaign {campaign.pk} "Search": paused (+brand_daily_budget)' in out
+    assert f'campaign {sibling.pk} "Display": paused (+brand_daily_budget)' in out
+
+
+def test_says_when_the_campaign_was_not_running(campaign: Campaign) -> None:
+    simulate(str(campaign.pk), "10")
+
+    out = simulate(str(campaign.pk), "1")
+
+    assert "was not running when this spend arrived (brand daily budget exhausted)" in out
+    assert "today 11.00 of 10.00 (0.00 left)" in out
+
+
+def test_duplicate_key_says_already_recorded_and_changes_nothing(campaign: Campaign) -> None:
+    simulate(str(campaign.pk), "1", "--key", "k-1")
+
+    out = simulate(str(campaign.pk), "1", "--key", "k-1")
+
+    assert out.startswith(f"Already recorded as spend #{SpendEvent.objects.get().pk}")
+    assert "Nothing changed." in out
+    assert SpendEvent.objects.count() == 1
+
+
+def test_at_option_dates_the_spend(campaign: Campaign) -> None:
+    out = simulate(str(campaign.pk), "1", "--at", "2026-11-26T23:00:00+00:00")
+
+    assert "counted in the ledger and in this month's total, not in today's" in out
+    assert str(SpendEvent.objects.get().occurred_at) == "2026-11-26 23:00:00+00:00"
+
+
+BAD_INPUT = [
+    pytest.param(["999999", "1"], "campaign_id: no campaign with id 999999", id="unknown"),
+    pytest.param(["{pk}", "0"], "amount: must be greater than zero (got '0')", id="zero"),
+    pytest.param(["{pk}", "-5"], "amount: must be greater than zero (got '-5')", id="negative"),
+    pytest.param(["{pk}", "-0"], "amount: must be greater than zero (got '-0')", id="minus-zero"),
+    pytest.param(["{pk}", "abc"], "amount: 'abc' is not a number", id="abc"),
+    pytest.param(["{pk}", "NaN"], "amount: 'NaN' is not a finite amount", id="nan"),
+    pytest.param(["{pk}", "sNaN"], "amount: 'sNaN' is not a finite amount", id="snan"),
+    pytest.param(["{pk}", "inf"], "amount: 'inf' is not a finite amount", id="inf"),
+    pytest.param(["{pk}", "1e400"], "amount: must be at most 999,999,999.999999", id="1e400"),
+    pytest.param(["{pk}", "0.1234567"], "amount: may have at most 6 decimal places", id="7-places"),
+    pytest.param(
+        ["{pk}", "1000000000"], "amount: must be at most 999,999,999.999999", id="past-range"
+    ),
+    pytest.param(["{pk}", "1,50"], "amount: '1,50' is not a number", id="comma"),
+    pytest.param(["{pk}", ""], "amount: '' is not a number", id="empty"),
+    pytest.param(["x1", "1"], "campaign_id: 'x1' is not a campaign id", id="id-not-a-number"),
+    pytest.param(["-3", "1"], "campaign_id: '-3' is not a campaign id", id="id-negative"),
+    pytest.param(
+        ["99999999999999999999", "1"], "campaign_id: '99999999999999999999' is not", id="id-huge"
+    ),
+    pytest.param(
+        ["{pk}", "1", "--at", "2026-11-27T12:05:01+00:00"],
+        "--at: 2026-11-27T12:05:01+00:00 is more than 5 minutes in the future",
+        id="at-future",
+    ),
+    pytest.param(
+        ["{pk}", "1", "--at", "next tuesday"],
+        "--at: 'next tuesday' is not an ISO-8601 date and time",
+        id="at-not-a-date",
+    ),
+    pytest.param(["{pk}", "1", "--key", " padded "], "--key: must be 1 to 255", id="key-spaces"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD_INPUT)
+def test_bad_input_is_a_clear_error_and_writes_nothing(
+    campaign: Campaign, args: list[str], message: str
+) -> None:
+    audit_rows = CampaignStatusChange.objects.count()
+
+    with pytest.raises(CommandError) as error:
+        simulate(*(a.format(pk=campaign.pk) for a in args))
+
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+    assert not SpendEvent.objects.exists()
+    brand = Brand.objects.get()
+    assert (brand.current_daily_spend, brand.current_monthly_spend) == (Decimal(0), Decimal(0))
+    assert Campaign.objects.get().daily_spend == 0
+    assert CampaignStatusChange.objects.count() == audit_rows
+
+
+def test_bad_input_exits_with_status_one(campaign: Campaign) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        call_command_from_argv(["simulate_spend", str(campaign.pk), "abc"])
+
+    assert exit_info.value.code == 1
+
+
+def call_command_from_argv(argv: list[str]) -> None:
+    from django.core.management import ManagementUtility
+
+    ManagementUtility(["manage.py", *argv]).execute()
