@@ -17,6 +17,7 @@ from django.db.models.expressions import Combinable, Expression
 
 MICROS_PER_UNIT = 1_000_000
 MICRO = Decimal("0.000001")
+CENT = Decimal("0.01")
 SPEND_DECIMAL_PLACES = 6
 BUDGET_DECIMAL_PLACES = 2
 # The largest single spend and the largest budget. Both leave room in a signed 64-bit
@@ -33,15 +34,21 @@ def to_micros(amount: Decimal) -> int:
     return int(micros)
 
 
+def canonical(amount: Decimal) -> Decimal:
+    """The same amount with two decimals, or as many as it really has: 99.90, 0.123456."""
+    cents = amount.quantize(CENT)
+    return cents if cents == amount else amount.normalize()
+
+
 def from_micros(micros: int | Decimal) -> Decimal:
-    return Decimal(micros) / MICROS_PER_UNIT
+    return canonical(Decimal(micros) / MICROS_PER_UNIT)
 
 
 def format_money(amount: Decimal) -> str:
-    """Two decimals, or as many as the amount really has (up to 6): 99.90, 0.123456."""
-    normalized = amount.normalize()
-    places = max(BUDGET_DECIMAL_PLACES, -int(normalized.as_tuple().exponent))
-    return f"{amount:,.{min(places, SPEND_DECIMAL_PLACES)}f}"
+    """For people: canonical, with thousands separators (1,234.50)."""
+    amount = canonical(amount)
+    places = max(0, -int(amount.as_tuple().exponent))
+    return f"{amount:,.{places}f}"
 
 
 class MoneyField(models.BigIntegerField[Decimal | int | Combinable, Decimal]):

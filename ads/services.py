@@ -21,7 +21,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from ads.models import Brand, Campaign, CampaignStatusChange, SettingChange, SpendEvent, SpendSource
-from ads.money import MoneyField, format_money, money_value
+from ads.money import MoneyField, canonical, format_money, money_value
 from ads.rules import (
     CampaignFacts,
     PauseReason,
@@ -532,8 +532,14 @@ def _audit_settings(
                     object_id=new.pk,
                     object_repr=str(new)[:300],
                     field=field,
-                    old_value="" if before is None else str(before),
-                    new_value="" if after is None else str(after),
+                    old_value=_audit_text(before),
+                    new_value=_audit_text(after),
                 )
             )
     SettingChange.objects.bulk_create(rows)
+
+
+def _audit_text(value: object) -> str:
+    if value is None:
+        return ""
+    return str(canonical(value)) if isinstance(value, Decimal) else str(value)

@@ -36,6 +36,7 @@ class CampaignFactory(DjangoModelFactory[Campaign]):
 class UserFactory(DjangoModelFactory[User]):
     class Meta:
         model = User
+        skip_postgeneration_save = True
 
     username = Sequence(lambda n: f"user{n}")
     is_staff = True
