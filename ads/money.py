@@ -59,6 +59,10 @@ class MoneyField(models.BigIntegerField[Decimal | int | Combinable, Decimal]):
     `money_value()` rather than a bare `Decimal`.
     """
 
+    # django-stubs' plugin reads these for the types of create()/get_or_create() arguments.
+    _pyi_private_set_type: Decimal | int | Combinable  # type: ignore[assignment]  # money, not int
+    _pyi_private_get_type: Decimal  # type: ignore[assignment]  # money is read as Decimal
+
     def __init__(
         self,
         *args: Any,

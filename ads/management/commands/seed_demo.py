@@ -1,0 +1,147 @@
+"""Load a small demo data set: brands in several time zones, some near their budget."""
+
+import logging
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from django.utils import timezone
+
+from ads.models import Brand, Campaign, Schedule
+from ads.money import format_money
+from ads.rules import local_date
+from ads.services import record_spend, refresh_campaign_states
+
+
+@dataclass(frozen=True)
+class DemoBrand:
+    name: str
+    zone: str
+    daily: str
+    monthly: str
+    campaigns: tuple[tuple[str, str | None], ...]  # (name, own daily budget)
+    spend_share: str  # share of the daily budget spent today
+    is_active: bool = True
+
+
+DEMO = (
+    DemoBrand(
+        "Northwind Coffee",
+        "America/New_York",
+        "500.00",
+        "12000.00",
+        (
+            ("Search - Brand terms", None),
+            ("Display - Retargeting", "150.00"),
+            ("Video - Autumn", None),
+        ),
+        "0.92",
+    ),
+    DemoBrand(
+        "Sakura Cosmetics",
+        "Asia/Tokyo",
+        "800.00",
+        "20000.00",
+        (("Search - Generic", None), ("Social - Launch", None)),
+        "1.00",
+    ),
+    DemoBrand(
+        "Lindqvist Outdoor",
+        "Europe/Stockholm",
+        "300.00",
+        "8000.00",
+        (("Search - Tents", "60.00"), ("Shopping - All products", None)),
+        "0.45",
+    ),
+    DemoBrand(
+        "Himalaya Treks",
+        "Asia/Kathmandu",
+        "50.00",
+        "1200.00",
+        (("Search - Trekking", None),),
+        "0.20",
+    ),
+    DemoBrand(
+        "Harbour Books",
+        "Europe/London",
+        "120.00",
+        "3000.00",
+        (("Search - Bestsellers", None), ("Display - Prospecting", None)),
+        "0.10",
+        is_active=False,
+    ),
+)
+SPENDS_PER_BRAND = 20
+DISABLED_BY_A_PERSON = {"Video - Autumn"}
+
+
+def bar(share: Decimal, width: int = 20) -> str:
+    filled = min(width, int(share * width))
+    return "#" * filled + "." * (width - filled)
+
+
+class Command(BaseCommand):
+    help = "Load demo brands, campaigns and today's spend. Safe to run again: nothing doubles."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["verbosity"] < 2:
+            logging.getLogger("ads.services").setLevel(logging.WARNING)
+        now = timezone.now()
+        for schedule in ("Business hours", "Evenings and weekends"):
+            Schedule.objects.get_or_create(name=schedule)
+        for n, demo in enumerate(DEMO, start=1):
+            self.stdout.write(f"[{n}/{len(DEMO)}] {demo.name} ({demo.zone}) ...", ending="")
+            with transaction.atomic():
+                brand, _ = Brand.objects.get_or_create(
+                    name=demo.name,
+                    defaults={
+                        "timezone": demo.zone,
+                        "daily_budget": Decimal(demo.daily),
+                        "monthly_budget": Decimal(demo.monthly),
+                        "is_active": demo.is_active,
+                    },
+                )
+                campaigns = [
+                    Campaign.objects.get_or_create(
+                        brand=brand,
+                        name=name,
+                        defaults={
+                            "daily_budget": Decimal(own) if own else None,
+                            "is_enabled": name not in DISABLED_BY_A_PERSON,
+                        },
+                    )[0]
+                    for name, own in demo.campaigns
+                ]
+            refresh_campaign_states(at=now, actor="seed_demo", brand_ids=[brand.pk])
+            # The same keys on the same local day: running the command again adds nothing.
+            day = local_date(now, brand.zone)
+            amount = (brand.daily_budget * Decimal(demo.spend_share) / SPENDS_PER_BRAND).quantize(
+                Decimal("0.01")
+            )
+            recorded = 0
+            for i in range(SPENDS_PER_BRAND):
+                if amount > 0:
+                    result = record_spend(
+                        campaigns[i % len(campaigns)].pk,
+                        amount,
+                        idempotency_key=f"demo-{brand.pk}-{day}-{i}",
+                        at=now,
+                    )
+                    recorded += result.created
+            self.stdout.write(f" {len(campaigns)} campaigns, {recorded} new spends")
+
+        self.stdout.write("\nToday's spend against daily budget (local day of each brand):")
+        for brand in Brand.objects.order_by("name"):
+            share = (
+                brand.current_daily_spend / brand.daily_budget if brand.daily_budget else Decimal(1)
+            )
+            running = brand.campaigns.filter(is_active=True).count()
+            paused = brand.campaigns.filter(is_active=False).count()
+            self.stdout.write(
+                f"  {brand.name:<20} {bar(share)} {share:>5.0%}  "
+                f"{format_money(brand.current_daily_spend):>9} of "
+                f"{format_money(brand.daily_budget):>9}  "
+                f"{running} running, {paused} paused"
+            )

@@ -1,0 +1,45 @@
+"""The demo data and admin login commands behind `make run`."""
+
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import authenticate
+from django.core.management import call_command
+
+from ads.management.commands import ensure_admin
+from ads.models import Brand, Campaign, SpendEvent
+from ads.rules import PauseReason
+
+pytestmark = pytest.mark.django_db
+
+
+def test_seed_demo_loads_brands_near_and_over_budget_and_runs_twice_without_doubling() -> None:
+    out = StringIO()
+    call_command("seed_demo", stdout=out)
+    events = SpendEvent.objects.count()
+
+    call_command("seed_demo", stdout=StringIO())
+
+    assert SpendEvent.objects.count() == events == 100
+    assert Brand.objects.values("timezone").distinct().count() == 5
+    assert Brand.objects.get(name="Sakura Cosmetics").current_daily_spend == 800
+    sakura = Campaign.objects.filter(brand__name="Sakura Cosmetics")
+    assert all(PauseReason.BRAND_DAILY_BUDGET in c.pause_reasons for c in sakura)
+    assert "[5/5] Harbour Books" in out.getvalue()
+    assert "Sakura Cosmetics     ####################  100%" in out.getvalue()
+
+
+def test_ensure_admin_creates_a_working_login_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ensure_admin, "LOGIN_FILE", tmp_path / "admin-login.txt")
+    first, second = StringIO(), StringIO()
+
+    call_command("ensure_admin", stdout=first)
+    call_command("ensure_admin", stdout=second)
+
+    password = first.getvalue().split("password: ")[1].strip()
+    assert first.getvalue() == second.getvalue()
+    assert "http://127.0.0.1:8000/admin/  user: admin" in first.getvalue()
+    assert authenticate(username="admin", password=password) is not None

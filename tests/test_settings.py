@@ -1,0 +1,61 @@
+"""Configuration from the environment; secure defaults (SPEC 9)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DEBUG", "SECRET_KEY", "SECURE_SSL_REDIRECT"}
+    }
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=base | env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_refuses_to_start_without_a_secret_key_when_debug_is_off() -> None:
+    result = manage("check", DEBUG="0", SECRET_KEY="")
+
+    assert result.returncode != 0
+    assert "SECRET_KEY is not set" in result.stderr
+    assert "set DEBUG=1 for local development" in result.stderr
+
+
+def test_refuses_the_development_placeholder_key_when_debug_is_off() -> None:
+    placeholder = "django-insecure-development-only-do-not-use-in-production"
+
+    result = manage("check", DEBUG="0", SECRET_KEY=placeholder)
+
+    assert result.returncode != 0
+    assert "SECRET_KEY is not set" in result.stderr
+
+
+def test_starts_with_the_placeholder_key_in_debug() -> None:
+    assert manage("check", DEBUG="1", SECRET_KEY="").returncode == 0
+
+
+def test_deploy_check_is_clean_with_a_real_key() -> None:
+    result = manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        DEBUG="0",
+        SECRET_KEY="k" * 20 + "-real-production-secret-" + "x" * 30,
+        ALLOWED_HOSTS="ads.example.com",
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout
