@@ -1,0 +1,63 @@
+# The README's two commands: `make run` (the whole system) and `make test` (every check).
+# Both install what they need into .venv on first use.
+
+HOST ?= 127.0.0.1
+PORT ?= 8000
+VENV := .venv
+BIN := $(VENV)/bin
+# The first Python 3.11+ on PATH; override with `make PYTHON=/path/to/python3.11 ...`.
+PYTHON ?= $(shell for p in python3.11 python3.12 python3.13 python3; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+	2>/dev/null && { echo $$p; break; }; done)
+
+.PHONY: run test lint typecheck pytest migrations-check clean
+
+run: export DEBUG = 1
+run: $(VENV)/.runtime .env
+	@echo "== Applying database migrations"
+	$(BIN)/python manage.py migrate --noinput
+	@echo "== Loading demo data"
+	$(BIN)/python manage.py seed_demo
+	@echo "== Admin login"
+	@$(BIN)/python manage.py ensure_admin --url http://$(HOST):$(PORT)/admin/
+	@echo "== Serving the admin at http://$(HOST):$(PORT)/admin/ (Ctrl-C to stop)"
+	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+
+test: lint typecheck migrations-check pytest
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(VENV)/.dev .env
+	$(BIN)/mypy .
+
+migrations-check: $(VENV)/.dev .env
+	$(BIN)/python manage.py makemigrations --check --dry-run
+
+pytest: $(VENV)/.dev
+	$(BIN)/pytest
+
+$(BIN)/python:
+	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is needed. Install it (for example" \
+		"'apt-get install python3.11 python3.11-venv') or name one: make PYTHON=/path/to/python3.11"; exit 1; }
+	@echo "== Creating $(VENV) with $(PYTHON)"
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.runtime: requirements.txt | $(BIN)/python
+	@echo "== Installing runtime requirements"
+	$(BIN)/python -m pip install --quiet --progress-bar off -r requirements.txt
+	@touch $@
+
+$(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
+	@echo "== Installing test and tool requirements"
+	$(BIN)/python -m pip install --quiet --progress-bar off -r requirements-dev.txt
+	@touch $@ $(VENV)/.runtime
+
+# Local development settings (DEBUG=1); git-ignored, edit freely.
+.env:
+	cp .env.example .env
+
+clean:
+	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .hypothesis
