@@ -133,11 +133,12 @@ class BrandAdmin(admin.ModelAdmin[Brand]):
         campaigns = formset.save(commit=False)
         for deleted in formset.deleted_objects:
             deleted.delete()
-        changed = {f.instance: f.changed_data for f in formset.forms}
+        # Keyed by identity: new campaigns have no primary key yet, so are unhashable.
+        changed = {id(f.instance): f.changed_data for f in formset.forms}
         for campaign in campaigns:
             services.save_campaign(
                 campaign,
-                changed_fields=changed.get(campaign, ()),
+                changed_fields=changed.get(id(campaign), ()),
                 actor=request.user.get_username(),
                 at=timezone.now(),
             )

@@ -122,6 +122,24 @@ def test_campaign_inline_on_the_brand_page_saves_through_the_services(
     assert SettingChange.objects.get().field == "is_enabled"
 
 
+def test_adding_a_campaign_inline_evaluates_it_at_once(admin_client: Client) -> None:
+    brand = BrandFactory.create(daily_budget=Decimal(0))
+    form = brand_form(brand)
+    form |= {
+        "campaigns-TOTAL_FORMS": "1",
+        "campaigns-0-brand": str(brand.pk),
+        "campaigns-0-name": "New search",
+        "campaigns-0-is_enabled": "on",
+    }
+
+    response = admin_client.post(change_url(brand), form)
+
+    assert response.status_code == 302
+    campaign = Campaign.objects.get()
+    assert (campaign.name, campaign.is_active) == ("New search", False)
+    assert campaign.pause_reasons == (PauseReason.BRAND_DAILY_BUDGET,)
+
+
 def test_enable_and_disable_actions_are_audited_with_the_user(
     admin_client: Client, admin_user: User
 ) -> None:
