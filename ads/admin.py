@@ -1,23 +1,55 @@
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db.models import Count, Q, QuerySet
+from django.forms import BaseInlineFormSet
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from ads import services
 from ads.models import (
+    WEEKDAYS_EMPTY,
     Brand,
     Campaign,
     CampaignStatusChange,
     Schedule,
+    ScheduleWindow,
     SettingChange,
     SpendEvent,
 )
 from ads.money import format_money
-from ads.rules import PauseReason
+from ads.rules import (
+    WEEKDAY_NAMES,
+    PauseReason,
+    next_schedule_change,
+    schedule_allows,
+    schedule_summary,
+    weekday_mask,
+    weekdays_of,
+)
+
+
+def schedule_status(campaign: Campaign, at: datetime) -> str:
+    """'Yes (Mon–Fri 09:00–17:00); closes Fri 27 Nov 17:00 America/New_York (22:00 UTC)'."""
+    if campaign.schedule is None:
+        return "Yes (no schedule: any time)"
+    windows = campaign.schedule.rule_windows()
+    zone = campaign.brand.zone
+    allowed = schedule_allows(windows, at, zone)
+    text = f"{'Yes' if allowed else 'No'} ({schedule_summary(windows)})"
+    change = next_schedule_change(windows, at, zone)
+    if change is not None:
+        local = change.astimezone(zone)
+        text += (
+            f"; {'closes' if allowed else 'opens'} {local:%a %d %b %H:%M} {zone.key}"
+            f" ({change.astimezone(UTC):%a %H:%M} UTC)"
+        )
+    return text
 
 
 def spend_of_budget(spend: Decimal, budget: Decimal) -> str:
@@ -147,17 +179,27 @@ class BrandAdmin(admin.ModelAdmin[Brand]):
 
 @admin.register(Campaign)
 class CampaignAdmin(admin.ModelAdmin[Campaign]):
-    list_display = ("name", "brand", "is_enabled", "is_active", "reasons", "today", "schedule")
+    list_display = (
+        "name",
+        "brand",
+        "is_enabled",
+        "is_active",
+        "reasons",
+        "today",
+        "schedule",
+        "schedule_now",
+    )
     list_filter = ("is_enabled", "is_active", "brand", "schedule")
     search_fields = ("name", "brand__name")
     list_select_related = ("brand", "schedule")
-    readonly_fields = ("is_active", "why_not_running", "daily_spend", "created_at")
+    readonly_fields = ("is_active", "why_not_running", "schedule_now", "daily_spend", "created_at")
     fields = (
         "brand",
         "name",
         "is_enabled",
         "daily_budget",
         "schedule",
+        "schedule_now",
         "is_active",
         "why_not_running",
         "daily_spend",
@@ -171,9 +213,18 @@ class CampaignAdmin(admin.ModelAdmin[Campaign]):
         # The ledger rows of a campaign name its brand; moving it would split its spend.
         return (*self.readonly_fields, "brand") if obj else self.readonly_fields
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Campaign]:
+        return super().get_queryset(request).prefetch_related("schedule__windows")
+
     @admin.display(description="pause reasons")
     def reasons(self, obj: Campaign) -> str:
         return ", ".join(PauseReason(r).label for r in obj.pause_reasons) or "-"
+
+    @admin.display(description="schedule allows now?")
+    def schedule_now(self, obj: Campaign) -> str:
+        if obj.pk is None:
+            return "-"
+        return schedule_status(obj, timezone.now())
 
     @admin.display(description="spend today / own budget")
     def today(self, obj: Campaign) -> str:
@@ -245,17 +296,97 @@ class CampaignAdmin(admin.ModelAdmin[Campaign]):
         )
 
 
+class ScheduleWindowForm(forms.ModelForm[ScheduleWindow]):
+    days = forms.TypedMultipleChoiceField(
+        label="Weekdays",
+        choices=list(enumerate(WEEKDAY_NAMES)),
+        coerce=int,
+        initial=list(range(7)),
+        widget=forms.CheckboxSelectMultiple(attrs={"class": "weekdays"}),
+        error_messages={"required": WEEKDAYS_EMPTY},
+    )
+
+    class Meta:
+        model = ScheduleWindow
+        fields = ("days", "start", "end")
+        widgets = {
+            "start": forms.TimeInput(format="%H:%M", attrs={"type": "time", "step": 900}),
+            "end": forms.TimeInput(format="%H:%M", attrs={"type": "time", "step": 900}),
+        }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.initial["days"] = weekdays_of(self.instance.weekdays)
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        self.instance.weekdays = weekday_mask(cleaned.get("days", []))
+        return cleaned
+
+
+class ScheduleWindowFormSet(
+    BaseInlineFormSet[ScheduleWindow, Schedule, forms.ModelForm[ScheduleWindow]]
+):
+    def clean(self) -> None:
+        """Name each bad window and its reason above the table, not only in its row."""
+        super().clean()
+        problems = []
+        for number, form in enumerate(self.forms, start=1):
+            for field, messages_ in form.errors.items():
+                label = "" if field == NON_FIELD_ERRORS else f"{form.fields[field].label}: "
+                problems.append(f"Window {number}: {label}{' '.join(str(m) for m in messages_)}")
+        if problems:
+            raise ValidationError(problems)
+
+
+class ScheduleWindowInline(admin.TabularInline[ScheduleWindow, Schedule]):
+    model = ScheduleWindow
+    form = ScheduleWindowForm
+    formset = ScheduleWindowFormSet
+    min_num = 1
+    extra = 0
+    verbose_name = "window"
+
+
 @admin.register(Schedule)
 class ScheduleAdmin(admin.ModelAdmin[Schedule]):
-    list_display = ("name", "campaign_count")
+    list_display = ("name", "summary", "campaign_count")
     search_fields = ("name",)
+    inlines = (ScheduleWindowInline,)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Schedule]:
-        return super().get_queryset(request).annotate(n_campaigns=Count("campaigns"))
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(n_campaigns=Count("campaigns"))
+            .prefetch_related("windows")
+        )
+
+    @admin.display(description="windows (brand's local time)")
+    def summary(self, obj: Schedule) -> str:
+        return schedule_summary(obj.rule_windows())
 
     @admin.display(description="campaigns", ordering="n_campaigns")
     def campaign_count(self, obj: Schedule) -> int:
         return int(getattr(obj, "n_campaigns", 0))
+
+    def save_model(self, request: HttpRequest, obj: Schedule, form: Any, change: bool) -> None:
+        # What the schedule was, for the audit row written once the windows are saved.
+        old = Schedule.objects.filter(pk=obj.pk).first() if obj.pk else None
+        form.old_schedule = old
+        form.old_windows = schedule_summary(old.rule_windows()) if old else ""
+        super().save_model(request, obj, form, change)
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        services.schedule_saved(
+            form.instance,
+            old=form.old_schedule,
+            old_windows=form.old_windows,
+            actor=request.user.get_username(),
+            at=timezone.now(),
+        )
 
 
 @admin.register(SpendEvent)

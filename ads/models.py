@@ -1,4 +1,5 @@
 from collections.abc import Iterable
+from datetime import time
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo, available_timezones
@@ -9,7 +10,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.expressions import Combinable, Expression
 
 from ads.money import BUDGET_DECIMAL_PLACES, MAX_BUDGET, MICRO, MoneyField, from_micros
-from ads.rules import PauseReason
+from ads.rules import EVERY_DAY, PauseReason, Window
 
 # The largest value a micros counter can hold: counters sum many spends.
 MAX_COUNTER = from_micros(2**63 - 1).quantize(MICRO)
@@ -58,8 +59,23 @@ class PauseReasonsField(models.CharField[Iterable[str] | Combinable, tuple[Pause
         return ",".join(self.to_python(value))
 
 
+TIME_OFF_GRID = "{value} is not on the 15-minute grid; use :00, :15, :30 or :45"
+WEEKDAYS_EMPTY = "choose at least one weekday"
+
+
+def validate_quarter_hour(value: time) -> None:
+    if value.minute % 15 or value.second or value.microsecond:
+        shown = value.strftime("%H:%M") if not value.second else value.isoformat()
+        raise ValidationError(TIME_OFF_GRID.format(value=shown), code="off_grid")
+
+
+def validate_weekdays(value: int) -> None:
+    if not 0 < value <= EVERY_DAY:
+        raise ValidationError(WEEKDAYS_EMPTY, code="no_weekdays")
+
+
 class Schedule(models.Model):
-    """A named, reusable dayparting schedule; its windows come with dayparting."""
+    """A named, reusable dayparting schedule: the union of its windows."""
 
     name = models.CharField(max_length=200, unique=True)
 
@@ -68,6 +84,43 @@ class Schedule(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def rule_windows(self) -> list[Window]:
+        return [w.as_rule() for w in self.windows.all()]
+
+
+class ScheduleWindow(models.Model):
+    """Weekdays and a wall-clock interval [start, end) in the brand's time zone.
+
+    end <= start runs overnight into the next day; start == end is 24 hours.
+    """
+
+    schedule = models.ForeignKey(Schedule, on_delete=models.CASCADE, related_name="windows")
+    weekdays = models.PositiveSmallIntegerField(
+        default=EVERY_DAY,
+        validators=[validate_weekdays],
+        help_text="Bit mask, Monday = 1, Tuesday = 2, ... Sunday = 64.",
+    )
+    start = models.TimeField(validators=[validate_quarter_hour])
+    end = models.TimeField(
+        validators=[validate_quarter_hour],
+        help_text="At or before the start: runs overnight into the next day.",
+    )
+
+    class Meta:
+        ordering = ["schedule", "pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(weekdays__gte=1, weekdays__lte=EVERY_DAY),
+                name="window_weekdays_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.as_rule().label
+
+    def as_rule(self) -> Window:
+        return Window(weekdays=self.weekdays, start=self.start, end=self.end)
 
 
 class Brand(models.Model):

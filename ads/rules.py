@@ -4,6 +4,7 @@ Nothing here reads the database or the clock, so every rule can be tested with p
 values and reused by the services, the admin and (later) the API.
 """
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -44,7 +45,7 @@ class CampaignFacts:
     brand_monthly_spend: Decimal
     daily_budget: Decimal | None
     daily_spend: Decimal
-    schedule_allows: bool
+    in_schedule: bool
 
 
 def exhausted(spend: Decimal, budget: Decimal) -> bool:
@@ -65,7 +66,7 @@ def pause_reasons(facts: CampaignFacts) -> tuple[PauseReason, ...]:
         ),
         PauseReason.CAMPAIGN_DAILY_BUDGET: facts.daily_budget is not None
         and exhausted(facts.daily_spend, facts.daily_budget),
-        PauseReason.OUTSIDE_SCHEDULE: not facts.schedule_allows,
+        PauseReason.OUTSIDE_SCHEDULE: not facts.in_schedule,
     }
     return tuple(reason for reason in PauseReason if failing[reason])
 
@@ -112,3 +113,109 @@ def describe_transition(
     changes = [f"+{r}" for r in new_reasons if r not in old_reasons]
     changes += [f"-{r}" for r in old_reasons if r not in new_reasons]
     return f"{head} ({', '.join(changes)})" if changes else head
+
+
+# --- Dayparting -----------------------------------------------------------------------
+
+WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+EVERY_DAY = 0b1111111  # bit n is weekday n, Monday = 0, as datetime.weekday()
+GRID = timedelta(minutes=15)
+# A schedule repeats every week, so any change happens within a week and a day
+# (the day covers an overnight window and a DST jump).
+LOOKAHEAD = timedelta(days=8)
+
+
+def weekday_mask(days: Iterable[int]) -> int:
+    """The bit mask of weekday numbers (Monday = 0)."""
+    mask = 0
+    for day in days:
+        mask |= 1 << day
+    return mask
+
+
+def weekdays_of(mask: int) -> list[int]:
+    return [day for day in range(7) if mask & (1 << day)]
+
+
+def weekdays_label(mask: int) -> str:
+    """'Every day', 'Mon–Fri', 'Sat–Sun', 'Mon, Wed, Fri'."""
+    if mask & EVERY_DAY == EVERY_DAY:
+        return "Every day"
+    runs: list[list[int]] = []
+    for day in weekdays_of(mask):
+        if runs and runs[-1][-1] == day - 1:
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    names = [[WEEKDAY_NAMES[day] for day in run] for run in runs]
+    return ", ".join(run[0] if len(run) == 1 else f"{run[0]}–{run[-1]}" for run in names)
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Weekdays and a half-open wall-clock interval [start, end).
+
+    end <= start runs overnight into the next day (Fri 22:00–02:00 ends Saturday
+    02:00); start == end is the 24 hours from start.
+    """
+
+    weekdays: int
+    start: time
+    end: time
+
+    @property
+    def label(self) -> str:
+        span = f"{self.start:%H:%M}–{self.end:%H:%M}"
+        if self.start == self.end:
+            span += " (24 h)"
+        return f"{weekdays_label(self.weekdays)} {span}"
+
+    def contains(self, weekday: int, clock: time) -> bool:
+        """Is the wall-clock moment (weekday, clock) inside the window?"""
+        starts_today = bool(self.weekdays & (1 << weekday)) and clock >= self.start
+        if self.start < self.end:
+            return starts_today and clock < self.end
+        started_yesterday = bool(self.weekdays & (1 << (weekday - 1) % 7)) and clock < self.end
+        return starts_today or started_yesterday
+
+
+def schedule_summary(windows: Sequence[Window]) -> str:
+    """'Mon–Fri 09:00–17:00; Sat 22:00–02:00', or 'never' for no window."""
+    return "; ".join(w.label for w in windows) or "never"
+
+
+def schedule_allows(windows: Sequence[Window] | None, at: datetime, zone: ZoneInfo) -> bool:
+    """May a campaign with this schedule serve at instant `at`, on the wall clock of
+    `zone`? None (no schedule) allows any time; a schedule without windows, none.
+
+    The wall clock decides: on a spring-forward day the skipped times never occur,
+    and in the repeated fall-back hour both instants read the same clock.
+    """
+    if windows is None:
+        return True
+    local = at.astimezone(zone)
+    clock = local.time().replace(tzinfo=None)
+    return any(w.contains(local.weekday(), clock) for w in windows)
+
+
+def next_schedule_change(
+    windows: Sequence[Window] | None, after: datetime, zone: ZoneInfo
+) -> datetime | None:
+    """The first instant after `after` at which schedule_allows() flips, in UTC, or
+    None when it never does (no schedule, or a schedule open or closed all week).
+
+    Windows sit on the 15-minute grid and every UTC offset in use is a multiple of 15
+    minutes, so wall-clock boundaries and DST jumps all fall on UTC quarter hours:
+    checking those is exact, at most 8 days × 96 checks.
+    """
+    if windows is None:
+        return None
+    now_allowed = schedule_allows(windows, after, zone)
+    after_utc = after.astimezone(UTC)
+    midnight = after_utc.replace(hour=0, minute=0, second=0, microsecond=0)
+    candidate = midnight + GRID * (1 + (after_utc - midnight) // GRID)
+    while candidate <= after_utc + LOOKAHEAD:
+        if schedule_allows(windows, candidate, zone) != now_allowed:
+            return candidate
+        candidate += GRID
+    return None

@@ -20,17 +20,29 @@ from django.db.models import F, OuterRef, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from ads.models import Brand, Campaign, CampaignStatusChange, SettingChange, SpendEvent, SpendSource
+from ads.models import (
+    Brand,
+    Campaign,
+    CampaignStatusChange,
+    Schedule,
+    ScheduleWindow,
+    SettingChange,
+    SpendEvent,
+    SpendSource,
+)
 from ads.money import MoneyField, canonical, format_money, money_value
 from ads.rules import (
     CampaignFacts,
     PauseReason,
+    Window,
     day_bounds,
     describe_transition,
     local_date,
     month_bounds,
     month_start,
     pause_reasons,
+    schedule_allows,
+    schedule_summary,
 )
 from ads.sql import chunked, id_set, in_ids
 from ads.validation import (
@@ -339,7 +351,9 @@ _STATE_COLUMNS = (
     "pause_reasons",
     "daily_budget",
     "daily_spend",
+    "schedule_id",
     "brand__name",
+    "brand__timezone",
     "brand__is_active",
     "brand__daily_budget",
     "brand__current_daily_spend",
@@ -353,12 +367,17 @@ def _evaluate(
 ) -> tuple[list[CampaignState], dict[int, BrandTotals]]:
     """Apply the state rules to the campaigns of locked brands and write the changes.
 
-    One read, then per distinct transition one audit insert and one update, whatever
-    the number of campaigns.
+    Two reads (campaigns with their brands, then the windows of their schedules),
+    then per distinct transition one audit insert and one update, whatever the
+    number of campaigns. Each schedule is decided once per time zone.
     """
     states: list[CampaignState] = []
     totals: dict[int, BrandTotals] = {}
-    rows = Campaign.objects.filter(brand_id__in=brand_ids).order_by("pk")
+    rows = list(
+        Campaign.objects.filter(brand_id__in=brand_ids).order_by("pk").values_list(*_STATE_COLUMNS)
+    )
+    windows = load_windows({row[8] for row in rows if row[8] is not None})
+    in_schedule: dict[tuple[int | None, str], bool] = {}
     for (
         pk,
         name,
@@ -368,13 +387,21 @@ def _evaluate(
         old_reasons,
         daily_budget,
         daily_spend,
+        schedule_id,
         brand_name,
+        brand_zone,
         brand_is_active,
         brand_daily_budget,
         brand_daily_spend,
         brand_monthly_budget,
         brand_monthly_spend,
-    ) in rows.values_list(*_STATE_COLUMNS).iterator(chunk_size=5000):
+    ) in rows:
+        if (schedule_id, brand_zone) not in in_schedule:
+            in_schedule[schedule_id, brand_zone] = schedule_allows(
+                None if schedule_id is None else windows.get(schedule_id, []),
+                at,
+                ZoneInfo(brand_zone),
+            )
         reasons = pause_reasons(
             CampaignFacts(
                 is_enabled=is_enabled,
@@ -385,7 +412,7 @@ def _evaluate(
                 brand_monthly_spend=brand_monthly_spend,
                 daily_budget=daily_budget,
                 daily_spend=daily_spend,
-                schedule_allows=True,
+                in_schedule=in_schedule[schedule_id, brand_zone],
             )
         )
         states.append(
@@ -412,6 +439,19 @@ def _evaluate(
             )
     _write_changes([s for s in states if s.changed], at=at, actor=actor)
     return states, totals
+
+
+def load_windows(schedule_ids: Iterable[int]) -> dict[int, list[Window]]:
+    """The windows of each schedule, in one query; a schedule without any is absent."""
+    ids = sorted(schedule_ids)
+    windows: dict[int, list[Window]] = defaultdict(list)
+    if ids:
+        rows = ScheduleWindow.objects.filter(schedule_id__in=in_ids(ids)).order_by("pk")
+        for schedule_id, weekdays, start, end in rows.values_list(
+            "schedule_id", "weekdays", "start", "end"
+        ):
+            windows[schedule_id].append(Window(weekdays=weekdays, start=start, end=end))
+    return windows
 
 
 def _write_changes(changed: Sequence[CampaignState], *, at: datetime, actor: str) -> None:
@@ -511,9 +551,34 @@ def set_campaigns_enabled(
         return refresh_campaign_states(at=at, actor=actor, brand_ids=brand_ids)
 
 
+def schedule_saved(
+    schedule: Schedule, *, old: Schedule | None, old_windows: str, actor: str, at: datetime
+) -> RefreshResult:
+    """After a person saved a schedule and its windows: audit the change and bring
+    every campaign on the schedule up to date (an opening window resumes at once)."""
+    with transaction.atomic():
+        # From the database: the admin's instance may hold prefetched, older windows.
+        windows = schedule_summary(load_windows([schedule.pk]).get(schedule.pk, []))
+        if old is not None:
+            _audit_settings(old, schedule, ["name"], ("name",), actor=actor, at=at)
+            if windows != old_windows:
+                SettingChange.objects.create(
+                    changed_at=at,
+                    actor=actor,
+                    object_type="schedule",
+                    object_id=schedule.pk,
+                    object_repr=str(schedule)[:300],
+                    field="windows",
+                    old_value=old_windows,
+                    new_value=windows,
+                )
+        brand_ids = Campaign.objects.filter(schedule=schedule).values_list("brand_id", flat=True)
+        return refresh_campaign_states(at=at, actor=actor, brand_ids=list(set(brand_ids)))
+
+
 def _audit_settings(
-    old: Brand | Campaign,
-    new: Brand | Campaign,
+    old: Brand | Campaign | Schedule,
+    new: Brand | Campaign | Schedule,
     changed_fields: Iterable[str],
     audited: Sequence[str],
     *,

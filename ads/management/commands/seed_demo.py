@@ -2,6 +2,7 @@
 
 import logging
 from dataclasses import dataclass
+from datetime import time
 from decimal import Decimal
 from typing import Any
 
@@ -9,9 +10,9 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
 
-from ads.models import Brand, Campaign, Schedule
+from ads.models import Brand, Campaign, Schedule, ScheduleWindow
 from ads.money import format_money
-from ads.rules import local_date
+from ads.rules import EVERY_DAY, local_date, weekday_mask
 from ads.services import record_spend, refresh_campaign_states
 
 
@@ -75,6 +76,17 @@ DEMO = (
 )
 SPENDS_PER_BRAND = 20
 DISABLED_BY_A_PERSON = {"Video - Autumn"}
+WEEKDAYS, WEEKEND = weekday_mask(range(5)), weekday_mask([5, 6])
+SCHEDULES = {
+    "Business hours": [(WEEKDAYS, time(9), time(17))],
+    "Evenings and weekends": [(WEEKDAYS, time(18), time(23)), (WEEKEND, time(10), time(22))],
+    "Late night": [(EVERY_DAY, time(22), time(2))],
+}
+SCHEDULED = {
+    "Display - Retargeting": "Business hours",
+    "Shopping - All products": "Evenings and weekends",
+    "Social - Launch": "Late night",
+}
 
 
 def bar(share: Decimal, width: int = 20) -> str:
@@ -89,8 +101,14 @@ class Command(BaseCommand):
         if options["verbosity"] < 2:
             logging.getLogger("ads.services").setLevel(logging.WARNING)
         now = timezone.now()
-        for schedule in ("Business hours", "Evenings and weekends"):
-            Schedule.objects.get_or_create(name=schedule)
+        schedules = {}
+        for name, windows in SCHEDULES.items():
+            schedules[name], created = Schedule.objects.get_or_create(name=name)
+            if created:
+                ScheduleWindow.objects.bulk_create(
+                    ScheduleWindow(schedule=schedules[name], weekdays=days, start=start, end=end)
+                    for days, start, end in windows
+                )
         for n, demo in enumerate(DEMO, start=1):
             self.stdout.write(f"[{n}/{len(DEMO)}] {demo.name} ({demo.zone}) ...", ending="")
             with transaction.atomic():
@@ -110,6 +128,7 @@ class Command(BaseCommand):
                         defaults={
                             "daily_budget": Decimal(own) if own else None,
                             "is_enabled": name not in DISABLED_BY_A_PERSON,
+                            "schedule": schedules.get(SCHEDULED.get(name, "")),
                         },
                     )[0]
                     for name, own in demo.campaigns

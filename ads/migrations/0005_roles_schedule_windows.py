@@ -1,0 +1,15 @@
+from django.apps.registry import Apps
+from django.db import migrations
+from django.db.backends.base.schema import BaseDatabaseSchemaEditor
+
+from ads.roles import sync_roles
+
+
+def update_roles(apps: Apps, schema_editor: BaseDatabaseSchemaEditor) -> None:
+    sync_roles(apps)
+
+
+class Migration(migrations.Migration):
+    dependencies = [("ads", "0004_schedule_windows")]
+
+    operations = [migrations.RunPython(update_roles, migrations.RunPython.noop)]
