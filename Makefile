@@ -20,8 +20,10 @@ run: $(VENV)/.runtime .env
 	$(BIN)/python manage.py seed_demo
 	@echo "== Admin login"
 	@$(BIN)/python manage.py ensure_admin --url http://$(HOST):$(PORT)/admin/
-	@echo "== Serving the admin at http://$(HOST):$(PORT)/admin/ (Ctrl-C to stop)"
-	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+	@broker=$$($(BIN)/python manage.py broker_url) && \
+	echo "== Starting web (http://$(HOST):$(PORT)/admin/), worker and beat on $$broker; Ctrl-C stops all" && \
+	PATH="$(CURDIR)/$(BIN):$$PATH" CELERY_BROKER_URL="$$broker" WEB_ADDRESS=$(HOST):$(PORT) \
+		$(BIN)/honcho start -f Procfile
 
 test: lint typecheck migrations-check pytest
 

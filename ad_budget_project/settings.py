@@ -8,6 +8,7 @@ from pathlib import Path
 
 import django_stubs_ext
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 # Lets models subscript generic Django classes (Field[Set, Get]) at runtime for mypy.
@@ -44,6 +45,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django_celery_beat",
     "ads",
 ]
 
@@ -122,7 +124,77 @@ SECURE_HSTS_PRELOAD: bool = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
 if env.bool("SECURE_PROXY_SSL", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
+# --- Celery (SPEC 8). Every task is idempotent, so it is acknowledged only after it ran
+# (a worker lost mid-task gets it redelivered), one message at a time per process.
 CELERY_BROKER_URL: str = env.str("CELERY_BROKER_URL", default="redis://localhost:6379/0")
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_TIMEOUT = 5
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
+    # Redis redelivers a message not acknowledged within this many seconds. It must be
+    # longer than any task runs (time limits below) and any retry countdown.
+    "visibility_timeout": 3600,
+    "socket_timeout": 5,
+    "socket_connect_timeout": 5,
+}
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    # One-machine fallback for `make run` without Redis (see ads/management/commands/broker_url.py).
+    BROKER_DIR = VAR_DIR / "broker"
+    for folder in ("queue", "processed"):
+        (BROKER_DIR / folder).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(BROKER_DIR / "queue"),
+        "data_folder_out": str(BROKER_DIR / "queue"),
+        "processed_folder": str(BROKER_DIR / "processed"),
+        "store_processed": False,
+    }
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = 120
+CELERY_TASK_TIME_LIMIT = 150
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_IGNORE_RESULT = True  # no result backend: tasks report through the database
+CELERY_RESULT_EXPIRES = None  # nothing to expire; also keeps Beat from adding a cleanup task
+CELERY_TIMEZONE = "UTC"  # Beat runs in UTC; brands' local days are our own code's business
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BEAT_SCHEDULER = "ads.beat:DefaultsOnceScheduler"
+# The periodic tasks' defaults. Beat stores them in django-celery-beat's tables the
+# first time it starts; from then on they are changed in the admin (Periodic tasks).
+# Each expires before its next run is due, so a backlog never runs twice in a row
+# (`expire_seconds` is how django-celery-beat spells Celery's `expires`).
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    # Catches anything a spend or an admin save did not (e.g. a budget lowered in SQL).
+    "enforce-budget-limits": {
+        "task": "ads.enforce_budget_limits",
+        "schedule": crontab(minute="*/5"),
+        "options": {"expire_seconds": 4 * 60},
+    },
+    # Windows open and close on the quarter hour.
+    "enforce-dayparting": {
+        "task": "ads.enforce_dayparting",
+        "schedule": crontab(minute="0,15,30,45"),
+        "options": {"expire_seconds": 14 * 60},
+    },
+    # Every quarter hour, as local midnights fall on quarter hours in every zone; each
+    # run acts only on brands whose local day (month) has changed.
+    "reset-daily-budgets": {
+        "task": "ads.reset_daily_budgets",
+        "schedule": crontab(minute="0,15,30,45"),
+        "options": {"expire_seconds": 14 * 60},
+    },
+    "reset-monthly-budgets": {
+        "task": "ads.reset_monthly_budgets",
+        "schedule": crontab(minute="0,15,30,45"),
+        "options": {"expire_seconds": 14 * 60},
+    },
+    # Daily safety net: recompute every counter from the ledger, repair and log drift.
+    "reconcile-spend-counters": {
+        "task": "ads.reconcile_spend_counters",
+        "schedule": crontab(minute="30", hour="3"),
+        "options": {"expire_seconds": 60 * 60},
+    },
+}
 
 LOGGING = {
     "version": 1,

@@ -3,11 +3,13 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from kombu.exceptions import OperationalError
 
 from ads.models import SpendSource
 from ads.money import format_money
 from ads.rules import PauseReason
 from ads.services import CampaignState, SpendResult, record_spend
+from ads.tasks import enqueue_spend
 from ads.validation import describe
 
 
@@ -15,6 +17,10 @@ def reasons_text(reasons: tuple[PauseReason, ...]) -> str:
     return ", ".join(PauseReason(r).label.lower() for r in reasons)
 
 
+BROKER_DOWN = (
+    "the message broker did not answer ({error}); nothing was queued. Start Redis or set "
+    "CELERY_BROKER_URL, or record the spend directly without --queue"
+)
 OPTION_NAMES = {"occurred_at": "--at", "idempotency_key": "--key"}
 
 
@@ -39,8 +45,16 @@ class Command(BaseCommand):
             metavar="IDEMPOTENCY_KEY",
             help="unique key of this spend; sending the same key again records it once",
         )
+        parser.add_argument(
+            "--queue",
+            action="store_true",
+            help="validate now, then hand the spend to a Celery worker to record",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["queue"]:
+            self.queue(options)
+            return
         try:
             result = record_spend(
                 options["campaign_id"],
@@ -52,6 +66,23 @@ class Command(BaseCommand):
         except ValidationError as error:
             raise CommandError(describe(error, OPTION_NAMES)) from None
         self.report(result)
+
+    def queue(self, options: dict[str, Any]) -> None:
+        try:
+            key = enqueue_spend(
+                options["campaign_id"],
+                options["amount"],
+                idempotency_key=options["idempotency_key"],
+                occurred_at=options["occurred_at"],
+            )
+        except ValidationError as error:
+            raise CommandError(describe(error, OPTION_NAMES)) from None
+        except OperationalError as error:  # kombu's: the broker did not answer
+            raise CommandError(BROKER_DOWN.format(error=error)) from None
+        self.stdout.write(
+            f"Queued spend of {options['amount']} on campaign {options['campaign_id']} "
+            f"with key {key}; a worker records it. Queue it again with --key {key} if unsure."
+        )
 
     def report(self, result: SpendResult) -> None:
         event, campaign, brand = result.event, result.campaign, result.brand

@@ -1,0 +1,147 @@
+"""Celery tasks: thin, typed, idempotent; each turns JSON arguments into one service call.
+
+All tasks are acknowledged late (settings), so a worker lost mid-task has the task
+redelivered; running any of them twice, or twice at once, leaves the same state as
+once. Only database connection errors are retried, with backoff; bad input is
+rejected and logged, never retried.
+"""
+
+import logging
+from collections.abc import Callable
+from functools import partial
+from typing import ParamSpec, TypeVar
+
+from celery import Task, shared_task
+from django.core.exceptions import ValidationError
+from django.db import InterfaceError, OperationalError, transaction
+from django.utils import timezone
+
+from ads import services
+from ads.models import SpendSource
+from ads.validation import (
+    describe,
+    invalid,
+    parse_amount,
+    parse_id,
+    parse_idempotency_key,
+    parse_occurred_at,
+)
+
+logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def task(name: str) -> Callable[[Callable[P, R]], Task[P, R]]:
+    """A shared task with a stable name that retries database connection errors only,
+    with exponential backoff (2 s, 4 s, ... at most 60 s) and at most 8 times."""
+    return shared_task(
+        name=name,
+        autoretry_for=(OperationalError, InterfaceError),
+        retry_backoff=2,
+        retry_backoff_max=60,
+        retry_jitter=True,
+        max_retries=8,
+    )
+
+
+KEY_REQUIRED = "required for a queued spend, so a redelivered task is recorded once"
+
+
+def _report(task: str, result: services.RefreshResult) -> None:
+    logger.info(
+        "%s: %d campaign state change(s), %d brand(s) rolled into a new period",
+        task, len(result.changes), len(result.rolled_over),
+    )  # fmt: skip
+
+
+@task("ads.enforce_budget_limits")
+def enforce_budget_limits() -> None:
+    _report("enforce_budget_limits", services.refresh_campaign_states(
+        at=timezone.now(), actor="enforce_budget_limits"
+    ))  # fmt: skip
+
+
+@task("ads.enforce_dayparting")
+def enforce_dayparting() -> None:
+    _report("enforce_dayparting", services.refresh_campaign_states(
+        at=timezone.now(), actor="enforce_dayparting"
+    ))  # fmt: skip
+
+
+@task("ads.reset_daily_budgets")
+def reset_daily_budgets() -> None:
+    _report("reset_daily_budgets", services.reset_periods(
+        at=timezone.now(), actor="reset_daily_budgets", period="day"
+    ))  # fmt: skip
+
+
+@task("ads.reset_monthly_budgets")
+def reset_monthly_budgets() -> None:
+    _report("reset_monthly_budgets", services.reset_periods(
+        at=timezone.now(), actor="reset_monthly_budgets", period="month"
+    ))  # fmt: skip
+
+
+@task("ads.reconcile_spend_counters")
+def reconcile_spend_counters() -> None:
+    result = services.reconcile_counters(at=timezone.now(), actor="reconcile_spend_counters")
+    logger.info(
+        "reconcile_spend_counters: %d counter(s) repaired, %d campaign state change(s)",
+        len(result.drifts), len(result.changes),
+    )  # fmt: skip
+
+
+@task("ads.record_spend")
+def record_spend(
+    campaign_id: object,
+    amount: object,
+    idempotency_key: object = None,
+    occurred_at: object = None,
+) -> None:
+    """Record one queued spend. Arguments are JSON: ids, decimal strings, ISO times."""
+    try:
+        if idempotency_key is None:
+            raise invalid("idempotency_key", KEY_REQUIRED)
+        result = services.record_spend(
+            campaign_id,
+            amount,
+            occurred_at=occurred_at,
+            idempotency_key=idempotency_key,
+            source=SpendSource.TASK,
+        )
+    except ValidationError as error:
+        logger.error(
+            "record_spend rejected, not retried: %s (campaign_id=%r amount=%r key=%r)",
+            describe(error), campaign_id, amount, idempotency_key,
+        )  # fmt: skip
+        return
+    logger.info(
+        "record_spend: key %s %s", result.event.idempotency_key,
+        "recorded" if result.created else "was already recorded",
+    )  # fmt: skip
+
+
+def enqueue_spend(
+    campaign_id: object,
+    amount: object,
+    *,
+    idempotency_key: object = None,
+    occurred_at: object = None,
+) -> str:
+    """Validate a spend now and queue it for a worker once the current transaction
+    commits. Returns its idempotency key (generated when none is given): a producer
+    that is unsure the spend was queued sends it again with the same key."""
+    at = timezone.now()
+    key = parse_idempotency_key(idempotency_key)
+    arguments = {
+        "campaign_id": parse_id(campaign_id),
+        "amount": str(parse_amount(amount)),
+        "idempotency_key": key,
+        "occurred_at": parse_occurred_at(occurred_at, at=at).isoformat()
+        if occurred_at is not None
+        else None,
+    }
+    transaction.on_commit(partial(record_spend.delay, **arguments))
+    return key
