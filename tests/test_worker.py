@@ -1,0 +1,111 @@
+"""Tasks through a real Redis broker and a real Celery worker (SPEC 8).
+
+The worker runs in this process (celery.contrib.testing), consuming from the Redis
+database the tests use (CELERY_BROKER_URL in pytest.ini), against the committed test
+database. Waiting polls the database until the worker is done, with a bound.
+"""
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+import redis
+from celery.contrib.testing.worker import start_worker
+from celery.worker import WorkController, state
+from django.db import connections
+from django.utils import timezone
+
+from ad_budget_project.celery import app
+from ads import tasks
+from ads.models import Brand, Campaign, CampaignStatusChange, SpendEvent
+from ads.services import refresh_campaign_states
+from tests.factories import CampaignFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def close_worker_connections(**_: object) -> None:
+    connections.close_all()  # the worker's threads keep none open past a task
+
+
+@pytest.fixture
+def worker(redis_broker: str) -> Iterator[WorkController]:
+    from celery.signals import task_postrun
+
+    app.control.purge()
+    task_postrun.connect(close_worker_connections, weak=False)
+    try:
+        with start_worker(
+            app, pool="threads", concurrency=2, perform_ping_check=False, loglevel="WARNING"
+        ) as running:
+            yield running
+    finally:
+        task_postrun.disconnect(close_worker_connections)
+
+
+def queue_length() -> int:
+    return int(redis.Redis.from_url(app.conf.broker_url).llen("celery"))
+
+
+def wait_until(done: Callable[[], bool], what: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not done():
+        if time.monotonic() > deadline:
+            pytest.fail(f"the worker did not {what} within {seconds} s")
+        time.sleep(0.05)
+
+
+def worker_idle() -> bool:
+    return queue_length() == 0 and not state.active_requests and not state.reserved_requests
+
+
+def test_queued_spends_are_recorded_exactly_once(worker: WorkController) -> None:
+    campaign = CampaignFactory.create(brand__daily_budget=Decimal(100))
+    for n in range(40):
+        tasks.record_spend.delay(campaign.pk, "0.25", idempotency_key=f"feed-{n}")
+    for n in range(0, 40, 4):  # a producer retrying some of them
+        tasks.record_spend.delay(campaign.pk, "0.25", idempotency_key=f"feed-{n}")
+
+    wait_until(lambda: SpendEvent.objects.count() >= 40 and worker_idle(), "record 40 spends")
+
+    assert SpendEvent.objects.count() == 40
+    assert set(SpendEvent.objects.values_list("source", flat=True)) == {"task"}
+    assert Brand.objects.get().current_daily_spend == Decimal("10.00")
+    assert Campaign.objects.get().daily_spend == Decimal("10.00")
+
+
+def test_bad_queued_spend_is_dropped_not_retried(worker: WorkController) -> None:
+    campaign = CampaignFactory.create()
+    tasks.record_spend.delay(campaign.pk, "-4", idempotency_key="bad-1")
+    tasks.record_spend.delay(campaign.pk, "4", idempotency_key="good-1")
+
+    wait_until(lambda: SpendEvent.objects.exists() and worker_idle(), "settle the queue")
+
+    assert list(SpendEvent.objects.values_list("idempotency_key", flat=True)) == ["good-1"]
+
+
+def test_enforcement_task_runs_through_the_broker(worker: WorkController) -> None:
+    campaign = CampaignFactory.create()
+    refresh_campaign_states(at=timezone.now(), actor="test")
+    Brand.objects.update(daily_budget=Decimal(0))  # lowered behind the services' back
+
+    tasks.enforce_budget_limits.delay()
+
+    wait_until(lambda: not Campaign.objects.get(pk=campaign.pk).is_active, "pause the campaign")
+    assert CampaignStatusChange.objects.latest("pk").actor == "enforce_budget_limits"
+
+
+def test_reset_task_runs_through_the_broker(worker: WorkController) -> None:
+    campaign = CampaignFactory.create(brand__daily_budget=Decimal(5))
+    refresh_campaign_states(at=timezone.now(), actor="test")
+    yesterday = timezone.now().date() - timedelta(days=1)
+    Brand.objects.update(counters_day=yesterday, current_daily_spend=Decimal(5))
+    Campaign.objects.update(daily_spend=Decimal(5))
+
+    tasks.reset_daily_budgets.delay()
+
+    wait_until(lambda: Brand.objects.get().counters_day != yesterday, "reset the day")
+    assert Brand.objects.get().current_daily_spend == Decimal(0)
+    assert Campaign.objects.get(pk=campaign.pk).daily_spend == Decimal(0)
