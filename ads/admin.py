@@ -348,6 +348,10 @@ class ScheduleWindowInline(admin.TabularInline[ScheduleWindow, Schedule]):
     extra = 0
     verbose_name = "window"
 
+    def get_formset(self, request: HttpRequest, obj: Schedule | None = None, **kwargs: Any) -> Any:
+        # min_num alone only shapes the form; a schedule must keep at least one window.
+        return super().get_formset(request, obj, validate_min=True, **kwargs)
+
 
 @admin.register(Schedule)
 class ScheduleAdmin(admin.ModelAdmin[Schedule]):

@@ -501,10 +501,17 @@ def save_brand(
     """Save a brand edited by a person: audit what changed, re-evaluate its campaigns."""
     with transaction.atomic():
         old = _lock_brands([brand.pk])[0] if brand.pk else None
-        if old is not None and old.timezone != brand.timezone:
-            # The counters' day and month are the old zone's; recompute them.
-            brand.counters_day = brand.counters_month = None
-        brand.save()
+        if old is None:
+            brand.save()
+        else:
+            # Only what a person edits: the instance was read before the lock, and its
+            # counters and period markers may be stale by now.
+            fields = list(BRAND_AUDITED_FIELDS)
+            if old.timezone != brand.timezone:
+                # The counters' day and month are the old zone's; recompute them.
+                brand.counters_day = brand.counters_month = None
+                fields += ["counters_day", "counters_month"]
+            brand.save(update_fields=fields)
         if old is not None:
             _audit_settings(old, brand, changed_fields, BRAND_AUDITED_FIELDS, actor=actor, at=at)
         return refresh_campaign_states(at=at, actor=actor, brand_ids=[brand.pk])
@@ -517,7 +524,8 @@ def save_campaign(
     with transaction.atomic():
         _lock_brands([campaign.brand_id])
         old = Campaign.objects.filter(pk=campaign.pk).first() if campaign.pk else None
-        campaign.save()
+        # Only what a person edits: counters and state may have moved since the read.
+        campaign.save(update_fields=None if old is None else CAMPAIGN_AUDITED_FIELDS)
         if old is not None:
             _audit_settings(
                 old, campaign, changed_fields, CAMPAIGN_AUDITED_FIELDS, actor=actor, at=at

@@ -14,6 +14,9 @@ from django.core.exceptions import ValidationError
 from ads.money import MAX_SPEND, MICRO, format_money
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
+# Late reports are normal; a spend over a year old is a typo, and no budget period
+# it could count in is still open.
+PAST_LIMIT = timedelta(days=400)
 MAX_ID = 2**63 - 1
 MAX_KEY_LENGTH = 255
 
@@ -29,6 +32,7 @@ OCCURRED_AT_INVALID = (
     "{value} is not an ISO-8601 date and time; write it like 2026-11-27T14:30:00+00:00"
 )
 OCCURRED_AT_FUTURE = "{value} is more than 5 minutes in the future"
+OCCURRED_AT_PAST = "{value} is more than 400 days in the past"
 KEY_INVALID = "must be 1 to 255 printable characters without spaces at either end"
 KEY_CONFLICT = (
     "{key} was already used for a different spend (campaign {campaign_id}, amount {amount}); "
@@ -93,6 +97,12 @@ def parse_occurred_at(value: object, *, at: datetime, field: str = "occurred_at"
         raise invalid(field, OCCURRED_AT_INVALID.format(value=shown(value)))
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
+    try:
+        too_old = value < at - PAST_LIMIT
+    except OverflowError:  # offsets near year 1 cannot be compared
+        too_old = True
+    if too_old:
+        raise invalid(field, OCCURRED_AT_PAST.format(value=value.isoformat()))
     if value > at + FUTURE_TOLERANCE:
         raise invalid(field, OCCURRED_AT_FUTURE.format(value=value.isoformat()))
     return value

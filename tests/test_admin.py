@@ -1,16 +1,18 @@
 """The admin: every change goes through the services, audited with the user (SPEC 5, 9, 10)."""
 
 from collections.abc import Sequence
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+import time_machine
 from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
 from ads.models import Brand, Campaign, CampaignStatusChange, SettingChange, SpendEvent
 from ads.rules import PauseReason
-from ads.services import record_spend, refresh_campaign_states
+from ads.services import record_spend, refresh_campaign_states, save_brand, save_campaign
 from tests.conftest import NOW
 from tests.factories import BrandFactory, CampaignFactory, UserFactory
 
@@ -261,3 +263,52 @@ def test_admin_pages_render_with_search(
     response = admin_client.get(reverse(url), {"q": "Brand"} if "changelist" in url else {})
 
     assert response.status_code == 200
+
+
+def test_saving_a_brand_read_before_a_spend_keeps_that_spend() -> None:
+    campaign = CampaignFactory.create(brand__daily_budget=Decimal("10.00"))
+    refresh_campaign_states(at=NOW, actor="test")
+    on_the_page = Brand.objects.get()  # what the admin form was built from
+    record_spend(campaign.pk, "10.00", at=NOW)  # commits meanwhile
+
+    on_the_page.name = "Renamed"
+    save_brand(on_the_page, changed_fields=["name"], actor="alice", at=NOW)
+
+    brand = Brand.objects.get()
+    assert (brand.name, brand.current_daily_spend) == ("Renamed", Decimal("10.00"))
+    assert brand.current_monthly_spend == Decimal("10.00")
+    assert not Campaign.objects.get().is_active
+
+
+def test_saving_a_campaign_read_before_a_spend_keeps_that_spend() -> None:
+    campaign = CampaignFactory.create(daily_budget=Decimal("10.00"))
+    refresh_campaign_states(at=NOW, actor="test")
+    on_the_page = Campaign.objects.get()
+    record_spend(campaign.pk, "10.00", at=NOW)
+
+    on_the_page.name = "Renamed"
+    save_campaign(on_the_page, changed_fields=["name"], actor="alice", at=NOW)
+
+    campaign.refresh_from_db()
+    assert (campaign.name, campaign.daily_spend) == ("Renamed", Decimal("10.00"))
+    assert campaign.pause_reasons == (PauseReason.CAMPAIGN_DAILY_BUDGET,)
+
+
+def test_editing_a_campaign_inline_after_local_midnight_keeps_the_new_day_at_zero(
+    admin_client: Client, time_machine: time_machine.TimeMachineFixture
+) -> None:
+    campaign = CampaignFactory.create(daily_budget=Decimal("10.00"))
+    record_spend(campaign.pk, "10.00", at=NOW)  # Friday
+    time_machine.move_to(NOW + timedelta(days=1), tick=False)  # Saturday, no reset ran yet
+    campaign.refresh_from_db()
+    form = brand_form(campaign.brand, [campaign])
+    form["campaigns-0-name"] = "Renamed"
+    form["campaigns-0-daily_budget"] = "10.00"
+
+    response = admin_client.post(change_url(campaign.brand), form)
+
+    assert response.status_code == 302
+    campaign.refresh_from_db()
+    assert (campaign.name, campaign.daily_spend, campaign.is_active) == (
+        "Renamed", Decimal(0), True,
+    )  # fmt: skip

@@ -43,3 +43,12 @@ def test_ensure_admin_creates_a_working_login_once(
     assert first.getvalue() == second.getvalue()
     assert "http://127.0.0.1:8000/admin/  user: admin" in first.getvalue()
     assert authenticate(username="admin", password=password) is not None
+
+
+def test_seed_demo_runs_again_after_a_budget_was_changed() -> None:
+    call_command("seed_demo", stdout=StringIO())
+    Brand.objects.filter(name="Northwind Coffee").update(daily_budget=600)
+
+    call_command("seed_demo", stdout=StringIO())
+
+    assert SpendEvent.objects.count() == 100

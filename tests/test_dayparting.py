@@ -1,5 +1,6 @@
 """Dayparting in enforcement and in the admin (SPEC 5, 6)."""
 
+import re
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 
@@ -137,10 +138,29 @@ def test_admin_creates_a_schedule_with_windows(admin_client: Client) -> None:
 def test_new_schedule_form_offers_one_every_day_window(admin_client: Client) -> None:
     page = admin_client.get(reverse("admin:ads_schedule_add")).content.decode()
 
-    assert page.count('name="windows-0-days"') == 7
-    assert (
-        page.count('name="windows-0-days" value="6" class="weekdays"') + page.count("checked") >= 7
-    )
+    boxes = re.findall(r'<input type="checkbox" name="windows-0-days"[^>]*>', page)
+    assert len(boxes) == 7
+    assert all("checked" in box for box in boxes)
+    assert 'name="windows-1-' not in page
+
+
+def test_the_last_window_of_a_schedule_cannot_be_deleted(admin_client: Client) -> None:
+    schedule = nine_to_five()
+    window = schedule.windows.get()
+
+    response = admin_client.post(
+        reverse("admin:ads_schedule_change", args=[schedule.pk]),
+        schedule_form(
+            "Office hours",
+            {"id": str(window.pk), "schedule": str(schedule.pk), "days": EVERY_DAY_FORM,
+             "start": "09:00", "end": "17:00", "DELETE": "on"},
+            initial=1,
+        ),
+    )  # fmt: skip
+
+    assert response.status_code == 200
+    assert "Please submit at least 1 form" in response.content.decode()
+    assert schedule.windows.count() == 1
 
 
 @pytest.mark.parametrize(

@@ -115,6 +115,16 @@ BAD_INPUT = [
         id="at-not-a-date",
     ),
     pytest.param(["{pk}", "1", "--key", " padded "], "--key: must be 1 to 255", id="key-spaces"),
+    pytest.param(
+        ["{pk}", "1", "--at", "0001-01-01T00:00:00+01:00"],
+        "--at: 0001-01-01T00:00:00+01:00 is more than 400 days in the past",
+        id="at-year-one",
+    ),
+    pytest.param(
+        ["{pk}", "1", "--at", "1066-10-14T09:00"],
+        "--at: 1066-10-14T09:00:00+00:00 is more than 400 days in the past",
+        id="at-long-ago",
+    ),
 ]
 
 

@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
 
-from ads.models import Brand, Campaign, Schedule, ScheduleWindow
+from ads.models import Brand, Campaign, Schedule, ScheduleWindow, SpendEvent
 from ads.money import format_money
 from ads.rules import EVERY_DAY, local_date, weekday_mask
 from ads.services import record_spend, refresh_campaign_states
@@ -140,15 +140,18 @@ class Command(BaseCommand):
                 Decimal("0.01")
             )
             recorded = 0
-            for i in range(SPENDS_PER_BRAND):
-                if amount > 0:
-                    result = record_spend(
-                        campaigns[i % len(campaigns)].pk,
-                        amount,
-                        idempotency_key=f"demo-{brand.pk}-{day}-{i}",
-                        at=now,
+            keys = [f"demo-{brand.pk}-{day}-{i}" for i in range(SPENDS_PER_BRAND)]
+            # Keys already recorded today are skipped, not re-sent: a budget edited
+            # since would change the amount and make the same key a conflict.
+            done = set(SpendEvent.objects.filter(idempotency_key__in=keys).values_list(
+                "idempotency_key", flat=True
+            ))  # fmt: skip
+            for i, key in enumerate(keys):
+                if amount > 0 and key not in done:
+                    record_spend(
+                        campaigns[i % len(campaigns)].pk, amount, idempotency_key=key, at=now
                     )
-                    recorded += result.created
+                    recorded += 1
             self.stdout.write(f" {len(campaigns)} campaigns, {recorded} new spends")
 
         self.stdout.write("\nToday's spend against daily budget (local day of each brand):")
