@@ -19,6 +19,12 @@ from tests.factories import BrandFactory, CampaignFactory, UserFactory
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def frozen_clock(time_machine: time_machine.TimeMachineFixture) -> None:
+    """The admin reads the clock; the spends in these tests happen at NOW."""
+    time_machine.move_to(NOW, tick=False)
+
+
 def brand_form(
     brand: Brand, campaigns: Sequence[Campaign] = (), **changes: object
 ) -> dict[str, object]:
