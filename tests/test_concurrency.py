@@ -6,15 +6,18 @@ their own database connections, on SQLite and on PostgreSQL alike.
 
 import multiprocessing
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from decimal import Decimal
 from multiprocessing.synchronize import Barrier
 
 import pytest
+import time_machine
 from django.core.exceptions import ValidationError
 from django.db import connections
 from django.db.models import Sum
 
-from ads.models import Brand, Campaign, SpendEvent
+from ads import tasks
+from ads.models import Brand, Campaign, CampaignStatusChange, SpendEvent
 from ads.services import record_spend
 from tests.conftest import NOW
 from tests.factories import BrandFactory, CampaignFactory
@@ -114,3 +117,35 @@ def test_same_key_on_two_brands_at_once_records_one_and_rejects_the_other() -> N
         Decimal(0),
         Decimal("5.00"),
     ]
+
+
+def run_task_at(task_name: str, barrier: Barrier) -> None:
+    try:
+        barrier.wait(timeout=60)
+        getattr(tasks, task_name)()
+    finally:
+        connections.close_all()
+
+
+@pytest.mark.parametrize(
+    ("task_name", "actor"),
+    [("reset_daily_budgets", "reset_daily_budgets"), ("enforce_budget_limits", None)],
+)
+def test_a_task_delivered_four_times_at_once_acts_once(
+    task_name: str, actor: str | None, time_machine: time_machine.TimeMachineFixture
+) -> None:
+    brand = BrandFactory.create(daily_budget=Decimal(10), timezone="Asia/Tokyo")
+    campaigns = CampaignFactory.create_batch(3, brand=brand)
+    record_spend(campaigns[0].pk, "10", at=NOW)  # all three paused for the day
+    if actor is None:  # enforcement: switch the brand off behind the services' back
+        actor = task_name
+        Brand.objects.update(is_active=False)
+    time_machine.move_to(NOW + timedelta(days=1), tick=False)  # children inherit the clock
+    barrier = fork.Barrier(PROCESSES)
+
+    run_processes(run_task_at, [(task_name, barrier)] * PROCESSES)
+
+    changes = CampaignStatusChange.objects.filter(actor=actor)
+    assert changes.count() == 3
+    assert sorted(changes.values_list("campaign_id", flat=True)) == [c.pk for c in campaigns]
+    assert Brand.objects.get().current_monthly_spend == Decimal(10)
