@@ -124,6 +124,11 @@ SECURE_HSTS_PRELOAD: bool = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
 if env.bool("SECURE_PROXY_SSL", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
+# Budget alerts are e-mailed through Django's backend: printed to the console unless
+# EMAIL_URL names a server, e.g. smtp+tls://user:password@smtp.example.com:587
+vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+DEFAULT_FROM_EMAIL: str = env.str("DEFAULT_FROM_EMAIL", default="ad-budget-guard@localhost")
+
 # --- Celery (SPEC 8). Every task is idempotent, so it is acknowledged only after it ran
 # (a worker lost mid-task gets it redelivered), one message at a time per process.
 CELERY_BROKER_URL: str = env.str("CELERY_BROKER_URL", default="redis://localhost:6379/0")

@@ -136,6 +136,9 @@ class Brand(models.Model):
     is_active = models.BooleanField(
         default=True, help_text="Master switch: off pauses every campaign of the brand."
     )
+    contact_email = models.EmailField(
+        blank=True, help_text="Receives budget alerts at 50 %, 80 % and 100 %."
+    )
     current_daily_spend = counter_field("spend today")
     current_monthly_spend = counter_field("spend this month")
     # The local day and the first day of the local month the counters belong to;
@@ -300,3 +303,33 @@ class SettingChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.object_repr}.{self.field}: {self.old_value} -> {self.new_value}"
+
+
+class BudgetKind(models.TextChoices):
+    DAILY = "daily", "Daily"
+    MONTHLY = "monthly", "Monthly"
+
+
+class BudgetAlert(models.Model):
+    """A brand's spend crossed a share of a budget; one per threshold per period."""
+
+    brand = models.ForeignKey(Brand, on_delete=models.CASCADE, related_name="alerts")
+    budget_kind = models.CharField(max_length=10, choices=BudgetKind.choices)
+    threshold = models.PositiveSmallIntegerField(help_text="Percent of the budget.")
+    period = models.DateField(help_text="The local day, or the first day of the local month.")
+    created_at = models.DateTimeField(db_index=True)
+    spend = MoneyField(max_value=MAX_COUNTER)
+    budget = budget_field()
+    emailed_to = models.EmailField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["brand", "budget_kind", "threshold", "period"],
+                name="one_alert_per_threshold_and_period",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.brand_id}: {self.budget_kind} budget {self.threshold} % on {self.period}"

@@ -13,9 +13,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from functools import partial
 from typing import Literal
 from zoneinfo import ZoneInfo
 
+from django.core.mail import send_mail
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce
@@ -23,6 +25,8 @@ from django.utils import timezone
 
 from ads.models import (
     Brand,
+    BudgetAlert,
+    BudgetKind,
     Campaign,
     CampaignStatusChange,
     Schedule,
@@ -104,6 +108,9 @@ class BrandTotals:
     daily_spend: Decimal
     monthly_budget: Decimal
     monthly_spend: Decimal
+    day: date | None = None  # the local day and month the spend figures belong to
+    month: date | None = None
+    contact_email: str = ""
 
     @property
     def daily_left(self) -> Decimal:
@@ -122,6 +129,9 @@ class BrandTotals:
             daily_spend=brand.current_daily_spend,
             monthly_budget=brand.monthly_budget,
             monthly_spend=brand.current_monthly_spend,
+            day=brand.counters_day,
+            month=brand.counters_month,
+            contact_email=brand.contact_email,
         )
 
 
@@ -360,6 +370,9 @@ _STATE_COLUMNS = (
     "brand__current_daily_spend",
     "brand__monthly_budget",
     "brand__current_monthly_spend",
+    "brand__counters_day",
+    "brand__counters_month",
+    "brand__contact_email",
 )
 
 
@@ -396,6 +409,9 @@ def _evaluate(
         brand_daily_spend,
         brand_monthly_budget,
         brand_monthly_spend,
+        brand_day,
+        brand_month,
+        brand_contact,
     ) in rows:
         if (schedule_id, brand_zone) not in in_schedule:
             in_schedule[schedule_id, brand_zone] = schedule_allows(
@@ -437,9 +453,78 @@ def _evaluate(
                 daily_spend=brand_daily_spend,
                 monthly_budget=brand_monthly_budget,
                 monthly_spend=brand_monthly_spend,
+                day=brand_day,
+                month=brand_month,
+                contact_email=brand_contact,
             )
     _write_changes([s for s in states if s.changed], at=at, actor=actor)
+    _raise_alerts(totals.values(), at=at)
     return states, totals
+
+
+ALERT_THRESHOLDS = (50, 80, 100)  # percent of a budget
+
+
+def _raise_alerts(totals: Iterable[BrandTotals], *, at: datetime) -> list[BudgetAlert]:
+    """Record each threshold a brand's spend has reached in the current period, once:
+    the unique (brand, budget, threshold, period) row is the deduplication. New alerts
+    are logged, and e-mailed to the brand's contact after the transaction commits."""
+    reached: dict[tuple[int, str, int, date], BudgetAlert] = {}
+    for brand in totals:
+        for kind, spend, budget, period in (
+            (BudgetKind.DAILY, brand.daily_spend, brand.daily_budget, brand.day),
+            (BudgetKind.MONTHLY, brand.monthly_spend, brand.monthly_budget, brand.month),
+        ):
+            if budget <= 0 or period is None:
+                continue  # a zero budget allows nothing: there is no share to cross
+            for threshold in ALERT_THRESHOLDS:
+                if spend * 100 >= budget * threshold:
+                    reached[brand.brand_id, kind, threshold, period] = BudgetAlert(
+                        brand_id=brand.brand_id, budget_kind=kind, threshold=threshold,
+                        period=period, created_at=at, spend=spend, budget=budget,
+                        emailed_to=brand.contact_email,
+                    )  # fmt: skip
+    if not reached:
+        return []
+    known = BudgetAlert.objects.filter(
+        brand_id__in={key[0] for key in reached}, period__in={key[3] for key in reached}
+    ).values_list("brand_id", "budget_kind", "threshold", "period")
+    new = [alert for key, alert in reached.items() if key not in set(known)]
+    BudgetAlert.objects.bulk_create(new, ignore_conflicts=True)
+    names = {brand.brand_id: brand.name for brand in totals}
+    for alert in new:
+        logger.warning(
+            "budget alert: %s reached %d%% of its %s budget for %s (%s of %s)",
+            names[alert.brand_id], alert.threshold, alert.budget_kind, alert.period,
+            format_money(alert.spend), format_money(alert.budget),
+        )  # fmt: skip
+    mails = [(names[a.brand_id], a) for a in new if a.emailed_to]
+    if mails:
+        transaction.on_commit(partial(_send_alert_mails, mails), robust=True)
+    return new
+
+
+def _send_alert_mails(mails: Sequence[tuple[str, BudgetAlert]]) -> None:
+    for brand_name, alert in mails:
+        paused = (
+            "Its campaigns are paused until the budget resets or is raised.\n"
+            if alert.threshold >= 100
+            else ""
+        )
+        send_mail(
+            subject=f"{brand_name}: {alert.threshold} % of the {alert.budget_kind} budget spent",
+            message=(
+                f"{brand_name} has spent {format_money(alert.spend)} of its "
+                f"{alert.budget_kind} budget of {format_money(alert.budget)} for {alert.period}.\n"
+                + (
+                    "Its campaigns are paused until the budget resets or is raised.\n"
+                    if paused
+                    else ""
+                )
+            ),
+            from_email=None,
+            recipient_list=[alert.emailed_to],
+        )
 
 
 def load_windows(schedule_ids: Iterable[int]) -> dict[int, list[Window]]:
