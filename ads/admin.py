@@ -5,13 +5,15 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, QuerySet
 from django.forms import BaseInlineFormSet
 from django.http import HttpRequest
+from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from ads import services
+from ads.dashboard import Standing, pause_details, standing, with_campaign_counts
 from ads.models import (
     WEEKDAYS_EMPTY,
     Brand,
@@ -50,6 +52,12 @@ def schedule_status(campaign: Campaign, at: datetime) -> str:
             f" ({change.astimezone(UTC):%a %H:%M} UTC)"
         )
     return text
+
+
+def pacing_html(standing: Standing) -> str:
+    return format_html(
+        '<span class="pacing pacing-{}">{}</span>', standing.pacing, standing.pacing.label
+    )
 
 
 def spend_of_budget(spend: Decimal, budget: Decimal) -> str:
@@ -95,10 +103,14 @@ class CampaignInline(admin.TabularInline[Campaign, Brand]):
 class BrandAdmin(admin.ModelAdmin[Brand]):
     list_display = (
         "name",
-        "timezone",
+        "local_time",
         "is_active",
         "today",
+        "today_pacing",
+        "left_today",
         "this_month",
+        "month_pacing",
+        "left_this_month",
         "running_campaigns",
         "paused_campaigns",
     )
@@ -111,7 +123,7 @@ class BrandAdmin(admin.ModelAdmin[Brand]):
         "counters_month",
     )
     fieldsets = (
-        (None, {"fields": ("name", "timezone", "is_active")}),
+        (None, {"fields": ("name", "timezone", "is_active", "contact_email")}),
         ("Budgets", {"fields": ("daily_budget", "monthly_budget")}),
         (
             "Spend (kept by the system from the ledger)",
@@ -127,23 +139,46 @@ class BrandAdmin(admin.ModelAdmin[Brand]):
     )
     inlines = (CampaignInline,)
 
+    class Media:
+        css = {"all": ["ads/admin.css"]}
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[Brand]:
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(
-                running=Count("campaigns", filter=Q(campaigns__is_active=True)),
-                paused=Count("campaigns", filter=Q(campaigns__is_active=False)),
-            )
-        )
+        return with_campaign_counts(super().get_queryset(request))
 
-    @admin.display(description="spend today / budget")
+    @staticmethod
+    def standing(obj: Brand) -> tuple[Standing, Standing]:
+        """Computed once per row and request."""
+        if not hasattr(obj, "_standing"):
+            obj._standing = standing(obj, timezone.now())  # type: ignore[attr-defined]  # per-row cache
+        return obj._standing  # type: ignore[attr-defined, no-any-return]  # set above
+
+    @admin.display(description="local time")
+    def local_time(self, obj: Brand) -> str:
+        return f"{timezone.now().astimezone(obj.zone):%a %H:%M} {obj.timezone}"
+
+    @admin.display(description="today")
     def today(self, obj: Brand) -> str:
-        return spend_of_budget(obj.current_daily_spend, obj.daily_budget)
+        return render_to_string("ads/admin/bar.html", {"s": self.standing(obj)[0]})
 
-    @admin.display(description="spend this month / budget")
+    @admin.display(description="pacing")
+    def today_pacing(self, obj: Brand) -> str:
+        return pacing_html(self.standing(obj)[0])
+
+    @admin.display(description="left today")
+    def left_today(self, obj: Brand) -> str:
+        return format_money(self.standing(obj)[0].left)
+
+    @admin.display(description="this month")
     def this_month(self, obj: Brand) -> str:
-        return spend_of_budget(obj.current_monthly_spend, obj.monthly_budget)
+        return render_to_string("ads/admin/bar.html", {"s": self.standing(obj)[1]})
+
+    @admin.display(description="pacing")
+    def month_pacing(self, obj: Brand) -> str:
+        return pacing_html(self.standing(obj)[1])
+
+    @admin.display(description="left this month")
+    def left_this_month(self, obj: Brand) -> str:
+        return format_money(self.standing(obj)[1].left)
 
     @admin.display(description="running", ordering="running")
     def running_campaigns(self, obj: Brand) -> int:
@@ -192,7 +227,14 @@ class CampaignAdmin(admin.ModelAdmin[Campaign]):
     list_filter = ("is_enabled", "is_active", "brand", "schedule")
     search_fields = ("name", "brand__name")
     list_select_related = ("brand", "schedule")
-    readonly_fields = ("is_active", "why_not_running", "schedule_now", "daily_spend", "created_at")
+    readonly_fields = (
+        "is_active",
+        "why_not_running",
+        "schedule_now",
+        "daily_spend",
+        "recent_changes",
+        "created_at",
+    )
     fields = (
         "brand",
         "name",
@@ -203,9 +245,13 @@ class CampaignAdmin(admin.ModelAdmin[Campaign]):
         "is_active",
         "why_not_running",
         "daily_spend",
+        "recent_changes",
         "created_at",
     )
     actions = ("enable", "disable")
+
+    class Media:
+        css = {"all": ["ads/admin.css"]}
 
     def get_readonly_fields(
         self, request: HttpRequest, obj: Campaign | None = None
@@ -237,32 +283,32 @@ class CampaignAdmin(admin.ModelAdmin[Campaign]):
         if obj.pk is None:
             return "-"
         if obj.is_active:
-            return "It is running."
-        brand = obj.brand
-        details = {
-            PauseReason.BRAND_DAILY_BUDGET: (
-                f"spent {format_money(brand.current_daily_spend)} of "
-                f"{format_money(brand.daily_budget)} today"
-            ),
-            PauseReason.BRAND_MONTHLY_BUDGET: (
-                f"spent {format_money(brand.current_monthly_spend)} of "
-                f"{format_money(brand.monthly_budget)} this month"
-            ),
-            PauseReason.CAMPAIGN_DAILY_BUDGET: (
-                f"spent {format_money(obj.daily_spend)} of "
-                f"{format_money(obj.daily_budget or Decimal(0))} today"
-            ),
-        }
+            left = f"brand {format_money(obj.brand.daily_left)} left today"
+            if obj.daily_left is not None:
+                left += f", own budget {format_money(obj.daily_left)} left"
+            return f"It is running ({left})."
         return format_html(
-            "<ul>{}</ul>",
+            '<ul class="why-not-running">{}</ul>',
             format_html_join(
-                "",
-                "<li>{}{}</li>",
-                (
-                    (PauseReason(r).label, f": {details[r]}" if r in details else "")
-                    for r in obj.pause_reasons
-                ),
+                "", "<li><strong>{}</strong>{}</li>",
+                ((label, f": {detail}" if detail else "")
+                 for label, detail in pause_details(obj, timezone.now())),
             ),
+        )  # fmt: skip
+
+    @admin.display(description="recent status changes")
+    def recent_changes(self, obj: Campaign) -> str:
+        changes = obj.status_changes.all()[:10] if obj.pk else []
+        if not changes:
+            return "None yet."
+        rows = format_html_join(
+            "", "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            ((f"{c.changed_at:%Y-%m-%d %H:%M} UTC", c.reason, c.actor) for c in changes),
+        )  # fmt: skip
+        return format_html(
+            '<table class="status-changes"><thead><tr><th>When</th><th>Change</th>'
+            "<th>By</th></tr></thead><tbody>{}</tbody></table>",
+            rows,
         )
 
     def save_model(self, request: HttpRequest, obj: Campaign, form: Any, change: bool) -> None:

@@ -219,3 +219,55 @@ def next_schedule_change(
             return candidate
         candidate += GRID
     return None
+
+
+# --- How spend stands against a budget (for people) ------------------------------------
+
+WARN_SHARE = Decimal("0.75")
+PACE_TOLERANCE = Decimal("0.10")  # ten percentage points either side of the clock
+
+
+class Band(models.TextChoices):
+    """Colour band of a budget bar."""
+
+    OK = "ok", "under 75 %"
+    WARN = "warn", "75–99 %"
+    EXHAUSTED = "exhausted", "exhausted"
+
+
+class Pacing(models.TextChoices):
+    ON_PACE = "on_pace", "on pace"
+    AHEAD = "ahead", "ahead"
+    BEHIND = "behind", "behind"
+    EXHAUSTED = "exhausted", "exhausted"
+
+
+def spent_share(spend: Decimal, budget: Decimal) -> Decimal:
+    """Spend as a share of the budget; a budget of 0 counts as fully spent."""
+    return spend / budget if budget > 0 else Decimal(1)
+
+
+def band(spend: Decimal, budget: Decimal) -> Band:
+    if exhausted(spend, budget):
+        return Band.EXHAUSTED
+    return Band.WARN if spent_share(spend, budget) >= WARN_SHARE else Band.OK
+
+
+def elapsed_share(start: datetime, end: datetime, at: datetime) -> Decimal:
+    """How much of [start, end) has passed at `at`, from 0 to 1."""
+    total = (end - start).total_seconds()
+    passed = min(max((at - start).total_seconds(), 0.0), total)
+    return Decimal(str(round(passed / total, 6)))
+
+
+def pacing(spend: Decimal, budget: Decimal, elapsed: Decimal) -> Pacing:
+    """Spend against the elapsed share of the period: a brand that has spent 60 % of
+    its daily budget by noon is ahead; within ten points of the clock is on pace."""
+    if exhausted(spend, budget):
+        return Pacing.EXHAUSTED
+    gap = spent_share(spend, budget) - elapsed
+    if gap > PACE_TOLERANCE:
+        return Pacing.AHEAD
+    if gap < -PACE_TOLERANCE:
+        return Pacing.BEHIND
+    return Pacing.ON_PACE

@@ -172,7 +172,11 @@ def test_campaign_page_says_why_it_is_not_running(
 ) -> None:
     response = admin_client.get(change_url(exhausted_campaign))
 
-    assert "Brand daily budget exhausted: spent 10.00 of 10.00 today" in response.content.decode()
+    assert (
+        "<strong>Brand daily budget exhausted</strong>: spent 10.00 of 10.00 today; "
+        "resets Sat 28 Nov 00:00 UTC (00:00 UTC)" in response.content.decode()
+    )
+    assert "paused (+brand_daily_budget)" in response.content.decode()  # recent changes
 
 
 def test_brand_list_shows_spend_against_budget(
