@@ -1,14 +1,17 @@
+import csv
 from datetime import UTC, datetime
 from decimal import Decimal
+from itertools import chain
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
 from django.db.models import Count, QuerySet
 from django.forms import BaseInlineFormSet
-from django.http import HttpRequest
+from django.http import HttpRequest, StreamingHttpResponse
 from django.template.loader import render_to_string
+from django.urls import URLPattern, path
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
@@ -17,6 +20,7 @@ from ads.dashboard import Standing, pause_details, standing, with_campaign_count
 from ads.models import (
     WEEKDAYS_EMPTY,
     Brand,
+    BudgetAlert,
     Campaign,
     CampaignStatusChange,
     Schedule,
@@ -63,6 +67,20 @@ def pacing_html(standing: Standing) -> str:
 def spend_of_budget(spend: Decimal, budget: Decimal) -> str:
     share = "exhausted" if spend >= budget else f"{spend / budget:.0%}"
     return f"{format_money(spend)} / {format_money(budget)} ({share})"
+
+
+class _Echo:
+    """A file-like object for csv.writer that hands each line back instead of storing it."""
+
+    def write(self, line: str) -> str:
+        return line
+
+
+def _csv_text(value: object) -> object:
+    # Cells starting with = + - @ are formulas to spreadsheet programs.
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
+        return "'" + value
+    return value.isoformat() if isinstance(value, datetime) else value
 
 
 class ReadOnlyAdmin(admin.ModelAdmin[Any]):
@@ -450,7 +468,52 @@ class SpendEventAdmin(ReadOnlyAdmin):
         "source",
         "idempotency_key",
     )
-    list_filter = ("source", "brand")
+    list_filter = (
+        "source",
+        ("brand", admin.RelatedOnlyFieldListFilter),
+        ("campaign", admin.RelatedOnlyFieldListFilter),
+    )
+    change_list_template = "ads/admin/spendevent_change_list.html"
+    csv_columns = (
+        "id",
+        "occurred_at",
+        "recorded_at",
+        "brand_id",
+        "brand__name",
+        "campaign_id",
+        "campaign__name",
+        "amount",
+        "source",
+        "idempotency_key",
+    )
+
+    def get_urls(self) -> list[URLPattern]:
+        export = path(
+            "export.csv",
+            self.admin_site.admin_view(self.export_csv),
+            name="ads_spendevent_export",
+        )
+        return [export, *super().get_urls()]
+
+    def export_csv(self, request: HttpRequest) -> StreamingHttpResponse:
+        """The ledger rows the change list shows (same filters, search and dates), as
+        CSV, streamed so a large export does not sit in memory."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        rows = self.get_changelist_instance(request).get_queryset(request)
+        buffer = _Echo()
+        writer = csv.writer(buffer)
+        lines = chain(
+            [writer.writerow(self.csv_columns)],
+            (
+                writer.writerow([_csv_text(value) for value in row])
+                for row in rows.values_list(*self.csv_columns).iterator(chunk_size=2000)
+            ),
+        )
+        response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="spend-ledger.csv"'
+        return response
+
     search_fields = ("idempotency_key", "campaign__name", "brand__name")
     list_select_related = ("brand", "campaign")
     date_hierarchy = "occurred_at"
@@ -463,6 +526,24 @@ class CampaignStatusChangeAdmin(ReadOnlyAdmin):
     search_fields = ("campaign__name", "actor", "reason")
     list_select_related = ("campaign", "campaign__brand")
     date_hierarchy = "changed_at"
+
+
+@admin.register(BudgetAlert)
+class BudgetAlertAdmin(ReadOnlyAdmin):
+    list_display = (
+        "created_at",
+        "brand",
+        "budget_kind",
+        "threshold",
+        "period",
+        "spend",
+        "budget",
+        "emailed_to",
+    )
+    list_filter = ("budget_kind", "threshold", ("brand", admin.RelatedOnlyFieldListFilter))
+    search_fields = ("brand__name",)
+    list_select_related = ("brand",)
+    date_hierarchy = "created_at"
 
 
 @admin.register(SettingChange)

@@ -1,0 +1,176 @@
+"""The admin's front page, brand list standing and the ledger's CSV export (issue 5)."""
+
+import csv
+import io
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+import time_machine
+from django.http import StreamingHttpResponse
+from django.test import Client
+from django.urls import reverse
+
+from ads.models import Brand, Campaign
+from ads.rules import Band, Pacing, band, pacing
+from ads.services import record_spend, refresh_campaign_states, set_campaigns_enabled
+from tests.conftest import NOW
+from tests.factories import BrandFactory, CampaignFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def frozen_clock(time_machine: time_machine.TimeMachineFixture) -> None:
+    time_machine.move_to(NOW, tick=False)  # 12:00 UTC: half of a UTC day has passed
+
+
+def brand_spending(name: str, spend: str, budget: str = "100") -> Campaign:
+    campaign = CampaignFactory.create(
+        name=f"{name} search", brand__name=name, brand__daily_budget=Decimal(budget)
+    )
+    refresh_campaign_states(at=NOW - timedelta(hours=2), actor="test")  # running first
+    record_spend(campaign.pk, spend, at=NOW - timedelta(hours=1))
+    return campaign
+
+
+@pytest.mark.parametrize(
+    ("spend", "expected_band", "expected_pacing"),
+    [
+        ("10", Band.OK, Pacing.BEHIND),
+        ("45", Band.OK, Pacing.ON_PACE),
+        ("74.99", Band.OK, Pacing.AHEAD),
+        ("75", Band.WARN, Pacing.AHEAD),
+        ("99.99", Band.WARN, Pacing.AHEAD),
+        ("100", Band.EXHAUSTED, Pacing.EXHAUSTED),
+    ],
+)
+def test_bands_and_pacing_at_midday(
+    spend: str, expected_band: Band, expected_pacing: Pacing
+) -> None:
+    amount, budget, half_day = Decimal(spend), Decimal(100), Decimal("0.5")
+
+    assert band(amount, budget) == expected_band
+    assert pacing(amount, budget, half_day) == expected_pacing
+
+
+def test_brand_list_shows_bars_pacing_money_left_and_local_time(admin_client: Client) -> None:
+    brand_spending("Tokyo Tea", "82")
+    Brand.objects.update(timezone="Asia/Tokyo")  # 21:00 there: 88 % of its day has passed
+    refresh_campaign_states(at=NOW, actor="test")
+
+    page = admin_client.get(reverse("admin:ads_brand_changelist")).content.decode()
+
+    assert 'class="budget-bar band-warn"' in page
+    assert 'aria-valuenow="82"' in page
+    assert "82.00 / 100.00 (82 %)" in page
+    assert '<span class="pacing pacing-on_pace">on pace</span>' in page
+    assert "18.00" in page  # left today
+    assert "Fri 21:00 Asia/Tokyo" in page
+
+
+def test_dashboard_answers_the_morning_questions(admin_client: Client) -> None:
+    near = brand_spending("Near", "80")
+    brand_spending("Calm", "5")
+    over = brand_spending("Over", "100")
+    disabled = CampaignFactory.create(name="Switched off", brand=near.brand)
+    refresh_campaign_states(at=NOW, actor="test")
+    set_campaigns_enabled([disabled.pk], enabled=False, actor="alice", at=NOW)
+
+    page = admin_client.get(reverse("admin:index")).content.decode()
+
+    near_section = page.split('id="near-budget"')[1].split("</section>")[0]
+    assert "Over" in near_section
+    assert "Near" in near_section
+    assert "Calm" not in near_section
+    assert near_section.index("Over") < near_section.index("Near")  # most spent first
+    pauses = page.split('id="recent-pauses"')[1].split("</section>")[0]
+    assert over.name in pauses
+    assert "paused (+brand_daily_budget)" in pauses
+    assert "Switched off" in pauses
+    assert "alice" in pauses
+    alerts = page.split('id="alerts"')[1].split("</section>")[0]
+    assert "Over</a> reached 100 % of its daily budget" in alerts
+    assert "Near</a> reached 80 % of its daily budget" in alerts
+
+
+def test_dashboard_draws_spend_per_hour_as_svg_without_external_resources(
+    admin_client: Client,
+) -> None:
+    campaign = brand_spending("Hourly", "3")
+    record_spend(campaign.pk, "6", at=NOW.replace(hour=9, minute=30))
+
+    page = admin_client.get(reverse("admin:index")).content.decode()
+
+    chart = page.split('<svg class="hour-chart"')[1].split("</svg>")[0]
+    assert chart.count('class="amount"') == 24
+    assert "<title>09:00–09:59 UTC: 6.00</title>" in chart
+    assert "<title>11:00–11:59 UTC: 3.00</title>" in chart
+    assert 'class="slot current"' in chart  # 12:00, now
+    assert "https://" not in page
+    assert "http://" not in page.replace("http://www.w3.org", "")
+
+
+@pytest.mark.django_db(transaction=True)  # Beat's scheduler manages its own connections
+def test_dashboard_lists_the_periodic_tasks_and_their_last_run(admin_client: Client) -> None:
+    from ad_budget_project.celery import app
+    from ads.beat import DefaultsOnceScheduler
+
+    DefaultsOnceScheduler(app=app)
+
+    page = admin_client.get(reverse("admin:index")).content.decode()
+
+    periodic = page.split('id="periodic"')[1].split("</section>")[0]
+    assert "reset-daily-budgets" in periodic
+    assert "0,15,30,45 * * * *" in periodic
+    assert "never" in periodic
+
+
+def test_viewer_sees_the_dashboard(client: Client) -> None:
+    brand_spending("Over", "100")
+    client.force_login(UserFactory.create(groups=["Viewers"]))
+
+    assert 'id="near-budget"' in client.get(reverse("admin:index")).content.decode()
+
+
+def test_ledger_csv_export_follows_the_filters(admin_client: Client) -> None:
+    wanted = brand_spending("Wanted", "1.50")
+    brand_spending("Other", "2.00")
+    record_spend(wanted.pk, "0.25", idempotency_key="=HYPERLINK(1)", at=NOW)
+    url = reverse("admin:ads_spendevent_export")
+
+    response = admin_client.get(url, {"brand__id__exact": str(wanted.brand_id)})
+
+    assert isinstance(response, StreamingHttpResponse)
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert rows[0][:3] == ["id", "occurred_at", "recorded_at"]
+    assert sorted(row[7] for row in rows[1:]) == ["0.25", "1.50"]
+    assert {row[4] for row in rows[1:]} == {"Wanted"}
+    assert "'=HYPERLINK(1)" in [row[9] for row in rows[1:]]
+
+
+def test_ledger_page_links_to_the_export_with_its_filters(admin_client: Client) -> None:
+    campaign = brand_spending("Wanted", "1.50")
+    url = reverse("admin:ads_spendevent_changelist")
+
+    page = admin_client.get(url, {"source__exact": "cli"}).content.decode()
+
+    assert f'href="{reverse("admin:ads_spendevent_export")}?source__exact=cli"' in page
+    assert campaign.name in page
+
+
+def test_ledger_export_needs_a_login(client: Client) -> None:
+    response = client.get(reverse("admin:ads_spendevent_export"))
+
+    assert response.status_code == 302
+    assert "/admin/login/" in response["Location"]
+
+
+def test_budget_manager_cannot_reach_brands_without_permission_but_sees_the_ledger(
+    client: Client,
+) -> None:
+    BrandFactory.create()
+    client.force_login(UserFactory.create(groups=["Budget managers"]))
+
+    assert client.get(reverse("admin:ads_spendevent_export")).status_code == 200
