@@ -58,12 +58,6 @@ def schedule_status(campaign: Campaign, at: datetime) -> str:
     return text
 
 
-def pacing_html(standing: Standing) -> str:
-    return format_html(
-        '<span class="pacing pacing-{}">{}</span>', standing.pacing, standing.pacing.label
-    )
-
-
 def spend_of_budget(spend: Decimal, budget: Decimal) -> str:
     share = "exhausted" if spend >= budget else f"{spend / budget:.0%}"
     return f"{format_money(spend)} / {format_money(budget)} ({share})"
@@ -124,13 +118,8 @@ class BrandAdmin(admin.ModelAdmin[Brand]):
         "local_time",
         "is_active",
         "today",
-        "today_pacing",
-        "left_today",
         "this_month",
-        "month_pacing",
-        "left_this_month",
-        "running_campaigns",
-        "paused_campaigns",
+        "campaign_counts",
     )
     list_filter = ("is_active", "timezone")
     search_fields = ("name",)
@@ -178,33 +167,13 @@ class BrandAdmin(admin.ModelAdmin[Brand]):
     def today(self, obj: Brand) -> str:
         return render_to_string("ads/admin/bar.html", {"s": self.standing(obj)[0]})
 
-    @admin.display(description="pacing")
-    def today_pacing(self, obj: Brand) -> str:
-        return pacing_html(self.standing(obj)[0])
-
-    @admin.display(description="left today")
-    def left_today(self, obj: Brand) -> str:
-        return format_money(self.standing(obj)[0].left)
-
     @admin.display(description="this month")
     def this_month(self, obj: Brand) -> str:
         return render_to_string("ads/admin/bar.html", {"s": self.standing(obj)[1]})
 
-    @admin.display(description="pacing")
-    def month_pacing(self, obj: Brand) -> str:
-        return pacing_html(self.standing(obj)[1])
-
-    @admin.display(description="left this month")
-    def left_this_month(self, obj: Brand) -> str:
-        return format_money(self.standing(obj)[1].left)
-
-    @admin.display(description="running", ordering="running")
-    def running_campaigns(self, obj: Brand) -> int:
-        return int(getattr(obj, "running", 0))
-
-    @admin.display(description="paused", ordering="paused")
-    def paused_campaigns(self, obj: Brand) -> int:
-        return int(getattr(obj, "paused", 0))
+    @admin.display(description="campaigns", ordering="-running")
+    def campaign_counts(self, obj: Brand) -> str:
+        return f"{getattr(obj, 'running', 0)} running, {getattr(obj, 'paused', 0)} paused"
 
     def save_model(self, request: HttpRequest, obj: Brand, form: Any, change: bool) -> None:
         services.save_brand(
@@ -284,7 +253,7 @@ class CampaignAdmin(admin.ModelAdmin[Campaign]):
     def reasons(self, obj: Campaign) -> str:
         return ", ".join(PauseReason(r).label for r in obj.pause_reasons) or "-"
 
-    @admin.display(description="schedule allows now?")
+    @admin.display(description="schedule now")
     def schedule_now(self, obj: Campaign) -> str:
         if obj.pk is None:
             return "-"
@@ -296,7 +265,7 @@ class CampaignAdmin(admin.ModelAdmin[Campaign]):
             return f"{format_money(obj.daily_spend)} (no own budget)"
         return spend_of_budget(obj.daily_spend, obj.daily_budget)
 
-    @admin.display(description="why is this not running?")
+    @admin.display(description="why not running")
     def why_not_running(self, obj: Campaign) -> str:
         if obj.pk is None:
             return "-"

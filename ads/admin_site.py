@@ -17,6 +17,9 @@ class BudgetAdminSite(admin.AdminSite):
     site_title = "Ad Budget Guard"
     index_title = "Today at a glance"
     index_template = "ads/admin/dashboard.html"
+    # The wide lists (budget bars, pause reasons) need the width more than a second
+    # copy of the index; breadcrumbs and the front page lead everywhere.
+    enable_nav_sidebar = False
 
     def index(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None

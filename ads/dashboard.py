@@ -47,6 +47,10 @@ class Standing:
         return max(self.budget - self.spend, Decimal(0))
 
     @property
+    def left_text(self) -> str:
+        return format_money(self.left)
+
+    @property
     def text(self) -> str:
         share = "exhausted" if self.band == Band.EXHAUSTED else f"{self.percent} %"
         return f"{format_money(self.spend)} / {format_money(self.budget)} ({share})"

@@ -20,12 +20,17 @@ ROLES = {
 
 
 def sync_roles(apps: Apps) -> None:
-    """Create or update the groups; safe to run any number of times."""
+    """From a migration: create the permissions, then the groups; safe to repeat."""
     # Permissions are normally created after all migrations have run; create them now.
     for app_config in apps.get_app_configs():
         app_config.models_module = True  # type: ignore[assignment]  # create_permissions only checks it is set
         create_permissions(app_config, apps=apps, verbosity=0)
         app_config.models_module = None
+    sync_groups(apps)
+
+
+def sync_groups(apps: Apps) -> None:
+    """Create or update the groups from existing permissions; safe to repeat."""
     group_model = apps.get_model("auth", "Group")
     permission_model = apps.get_model("auth", "Permission")
     for name, codenames in ROLES.items():

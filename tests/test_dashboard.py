@@ -64,8 +64,7 @@ def test_brand_list_shows_bars_pacing_money_left_and_local_time(admin_client: Cl
     assert 'class="budget-bar band-warn"' in page
     assert 'aria-valuenow="82"' in page
     assert "82.00 / 100.00 (82 %)" in page
-    assert '<span class="pacing pacing-on_pace">on pace</span>' in page
-    assert "18.00" in page  # left today
+    assert '18.00 left · <span class="pacing pacing-on_pace">on pace</span>' in page
     assert "Fri 21:00 Asia/Tokyo" in page
 
 

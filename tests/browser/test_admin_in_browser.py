@@ -1,0 +1,181 @@
+"""The admin in a real Chromium, as an ad-ops person uses it (issue 5).
+
+Playwright drives Debian's Chromium (`apt-get install chromium`) against a live test
+server. Screenshots land in var/screenshots/ (git-ignored) for a person to look at.
+"""
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from django.apps import apps
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.core.management import call_command
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+from pytest_django.live_server_helper import LiveServer
+
+from ads import tasks
+from ads.models import Campaign, SpendEvent
+from ads.roles import sync_groups
+from tests.factories import BrandFactory, UserFactory
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = settings.VAR_DIR / "screenshots"
+PASSWORD = "a-long-browser-password"
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        message = f"no Chromium at {CHROMIUM}: install it with `apt-get install chromium`"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    # Playwright's sync API keeps an event loop in this thread; the test's own ORM
+    # calls are synchronous and safe, which Django cannot tell by itself.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Browser, live_server: LiveServer) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    tab = context.new_page()
+    tab.set_default_timeout(15_000)
+    requested: list[str] = []
+    tab.on("request", lambda request: requested.append(request.url))
+    yield tab
+    context.close()
+    own = urlsplit(live_server.url).netloc
+    external = [url for url in requested if urlsplit(url).netloc not in (own, "")]
+    assert external == [], "pages must not reach outside the server"
+
+
+def log_in(page: Page, base: str, username: str) -> None:
+    """With the keyboard only: type, Tab, type, Enter."""
+    page.goto(f"{base}/admin/login/")
+    page.focus("#id_username")
+    page.keyboard.type(username)
+    page.keyboard.press("Tab")
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
+    expect(page.locator("#site-name")).to_contain_text("Ad Budget Guard")
+
+
+def shoot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
+
+
+def test_an_ad_ops_day_in_the_browser(page: Page, live_server: LiveServer) -> None:
+    base = live_server.url
+    User.objects.create_superuser("ops", password=PASSWORD)
+    log_in(page, base, "ops")
+
+    # A schedule that is open all day, every day (00:00 to 00:00 is 24 hours).
+    page.goto(f"{base}/admin/ads/schedule/add/")
+    page.fill("#id_name", "Always")
+    page.fill("#id_windows-0-start", "00:00")
+    page.fill("#id_windows-0-end", "00:00")
+    page.click("input[name=_save]")
+    expect(page.locator("#result_list")).to_contain_text("Every day 00:00–00:00 (24 h)")
+
+    page.goto(f"{base}/admin/ads/brand/add/")
+    page.fill("#id_name", "Browser Brand")
+    page.fill("#id_timezone", "Europe/Paris")
+    page.fill("#id_daily_budget", "10.00")
+    page.fill("#id_monthly_budget", "100.00")
+    page.fill("#id_contact_email", "ops@example.com")
+    page.click("input[name=_save]")
+    expect(page.locator(".messagelist")).to_contain_text("was added successfully")
+
+    page.goto(f"{base}/admin/ads/campaign/add/")
+    page.select_option("#id_brand", label="Browser Brand")
+    page.fill("#id_name", "Browser search")
+    page.select_option("#id_schedule", label="Always")
+    page.click("input[name=_save]")
+    campaign = Campaign.objects.get(name="Browser search")
+    assert campaign.is_active
+
+    # Spend arrives through the command; the brand's bar turns amber at 80 %.
+    call_command("simulate_spend", str(campaign.pk), "8.00")
+    page.goto(f"{base}/admin/ads/brand/")
+    bar = page.locator(".budget-bar").first
+    expect(bar).to_have_class("budget-bar band-warn")
+    expect(bar).to_have_attribute("aria-valuenow", "80")
+    expect(page.locator("#result_list")).to_contain_text("8.00 / 10.00 (80 %)")
+
+    call_command("simulate_spend", str(campaign.pk), "2.00")
+    page.reload()
+    expect(page.locator(".budget-bar").first).to_have_class("budget-bar band-exhausted")
+    shoot(page, "brand-list")
+    page.goto(f"{base}/admin/")
+    expect(page.locator("#dashboard")).to_contain_text("10.00 / 10.00 (exhausted)")
+    shoot(page, "dashboard")
+    page.goto(f"{base}/admin/ads/campaign/{campaign.pk}/change/")
+    expect(page.locator(".why-not-running")).to_contain_text(
+        "Brand daily budget exhausted: spent 10.00 of 10.00 today; resets"
+    )
+    shoot(page, "campaign-page")
+
+    # Raising the budget in the browser resumes the campaign at once.
+    page.goto(f"{base}/admin/ads/brand/{campaign.brand_id}/change/")
+    page.fill("#id_daily_budget", "20.00")
+    page.click("input[name=_save]")
+    page.goto(f"{base}/admin/ads/campaign/{campaign.pk}/change/")
+    expect(page.locator(".field-why_not_running")).to_contain_text("It is running")
+
+    # Disabled by a person, it stays paused through enforcement.
+    page.goto(f"{base}/admin/ads/campaign/")
+    page.check(f"input[name=_selected_action][value='{campaign.pk}']")
+    page.select_option("select[name=action]", "disable")
+    page.click("button[name=index]")
+    expect(page.locator(".messagelist")).to_contain_text("1 campaign(s) disabled")
+    tasks.enforce_budget_limits()
+    page.goto(f"{base}/admin/ads/campaign/{campaign.pk}/change/")
+    expect(page.locator(".why-not-running")).to_contain_text("Disabled by a person: by ops on")
+
+    page.goto(f"{base}/admin/")
+    expect(page.locator("section:has(#recent-pauses)")).to_contain_text("Browser search")
+    expect(page.locator("#dashboard")).to_contain_text("Browser Brand reached 100 % of its daily")
+    expect(page.locator("section:has(#recent-pauses)")).to_contain_text("paused (+disabled)")
+
+    # The ledger, exported as CSV.
+    page.goto(f"{base}/admin/ads/spendevent/")
+    with page.expect_download() as download_info:
+        page.click("text=Export CSV")
+    lines = Path(download_info.value.path()).read_text().splitlines()
+    assert len(lines) == 1 + SpendEvent.objects.count() == 3
+    assert lines[0].startswith("id,occurred_at,recorded_at,brand_id,brand__name")
+
+
+def test_a_viewer_sees_budgets_but_gets_no_save_button(page: Page, live_server: LiveServer) -> None:
+    sync_groups(apps)  # the roles' data migration is undone by a transactional test's flush
+    brand = BrandFactory.create(name="Look Only")
+    viewer = UserFactory.create(username="viewer", groups=["Viewers"])
+    viewer.set_password(PASSWORD)
+    viewer.save()
+    log_in(page, live_server.url, "viewer")
+
+    page.goto(f"{live_server.url}/admin/ads/brand/{brand.pk}/change/")
+
+    expect(page.locator("#content")).to_contain_text("Look Only")
+    expect(page.locator("input[name=_save]")).to_have_count(0)
