@@ -36,9 +36,6 @@ def browser() -> Iterator[Browser]:
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
-    # Playwright's sync API keeps an event loop in this thread; the test's own ORM
-    # calls are synchronous and safe, which Django cannot tell by itself.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(
             executable_path=str(CHROMIUM),
@@ -56,7 +53,13 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def page(browser: Browser, live_server: LiveServer) -> Iterator[Page]:
+def page(
+    browser: Browser, live_server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Page]:
+    # Playwright's sync API keeps an event loop in this thread; the test's own ORM
+    # calls are synchronous and safe, which Django cannot tell by itself. Per test
+    # only: the deploy check rightly refuses this variable elsewhere.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
     tab = context.new_page()
     tab.set_default_timeout(15_000)
