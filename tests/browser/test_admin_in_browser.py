@@ -29,13 +29,18 @@ PASSWORD = "a-long-browser-password"
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
+@pytest.fixture
+def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Browser]:
+    """A Chromium per test: Playwright's sync API runs an event loop in this thread
+    while it lives, so it must not outlive the test."""
     if not CHROMIUM.exists():
         message = f"no Chromium at {CHROMIUM}: install it with `apt-get install chromium`"
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
+    # With that loop running, Django takes the test's own (synchronous, safe) ORM
+    # calls for async code. Per test only: the deploy check rightly refuses this.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(
             executable_path=str(CHROMIUM),
@@ -53,13 +58,7 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def page(
-    browser: Browser, live_server: LiveServer, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Page]:
-    # Playwright's sync API keeps an event loop in this thread; the test's own ORM
-    # calls are synchronous and safe, which Django cannot tell by itself. Per test
-    # only: the deploy check rightly refuses this variable elsewhere.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+def page(browser: Browser, live_server: LiveServer) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
     tab = context.new_page()
     tab.set_default_timeout(15_000)
