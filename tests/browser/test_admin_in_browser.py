@@ -14,6 +14,7 @@ from django.apps import apps
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.management import call_command
+from django.db import connections
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from pytest_django.live_server_helper import LiveServer
 
@@ -54,6 +55,9 @@ def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Browser]:
             ],
         )
         yield chromium
+        # Connections the test opened while the loop ran are kept per context, out of
+        # reach of the database teardown: close them here.
+        connections.close_all()
         chromium.close()
 
 
