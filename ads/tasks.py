@@ -145,3 +145,38 @@ def enqueue_spend(
     }
     transaction.on_commit(partial(record_spend.delay, **arguments))
     return key
+
+
+@task("ads.record_spend_batch")
+def record_spend_batch(events: object) -> None:
+    """Record a queued batch: a JSON list of objects with campaign_id, amount,
+    idempotency_key and optionally occurred_at. All or nothing; bad input is logged."""
+    try:
+        if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
+            raise invalid("events", "must be a list of objects")
+        missing = [
+            f"row {n}: idempotency_key: {KEY_REQUIRED}"
+            for n, event in enumerate(events, start=1)
+            if event.get("idempotency_key") is None
+        ]
+        if missing:
+            raise ValidationError({"events": missing})
+        result = services.record_spend_batch(
+            [
+                services.SpendInput(
+                    campaign_id=event.get("campaign_id"),
+                    amount=event.get("amount"),
+                    occurred_at=event.get("occurred_at"),
+                    idempotency_key=event.get("idempotency_key"),
+                )
+                for event in events
+            ],
+            source=SpendSource.TASK,
+        )
+    except ValidationError as error:
+        logger.error("record_spend_batch rejected, not retried: %s", describe(error))
+        return
+    logger.info(
+        "record_spend_batch: %d recorded, %d already recorded",
+        result.recorded, result.already_recorded,
+    )  # fmt: skip

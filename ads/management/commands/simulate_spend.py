@@ -1,4 +1,6 @@
+import csv
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -8,7 +10,13 @@ from kombu.exceptions import OperationalError
 from ads.models import SpendSource
 from ads.money import format_money
 from ads.rules import PauseReason
-from ads.services import CampaignState, SpendResult, record_spend
+from ads.services import (
+    CampaignState,
+    SpendInput,
+    SpendResult,
+    record_spend,
+    record_spend_batch,
+)
 from ads.tasks import enqueue_spend
 from ads.validation import describe
 
@@ -21,6 +29,10 @@ BROKER_DOWN = (
     "the message broker did not answer ({error}); nothing was queued. Start Redis or set "
     "CELERY_BROKER_URL, or record the spend directly without --queue"
 )
+FILE_COLUMNS = (
+    "the file needs the columns campaign_id and amount (and may have occurred_at and "
+    "idempotency_key) in its first line"
+)
 OPTION_NAMES = {"occurred_at": "--at", "idempotency_key": "--key"}
 
 
@@ -31,8 +43,10 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("campaign_id", help="id of the campaign that spent")
-        parser.add_argument("amount", help="amount spent, a decimal with up to 6 places: 12.50")
+        parser.add_argument("campaign_id", nargs="?", help="id of the campaign that spent")
+        parser.add_argument(
+            "amount", nargs="?", help="amount spent, a decimal with up to 6 places: 12.50"
+        )
         parser.add_argument(
             "--at",
             dest="occurred_at",
@@ -50,8 +64,21 @@ class Command(BaseCommand):
             action="store_true",
             help="validate now, then hand the spend to a Celery worker to record",
         )
+        parser.add_argument(
+            "--file",
+            metavar="CSV",
+            help="record every spend of a CSV file in one transaction (columns campaign_id, "
+            "amount, and optionally occurred_at, idempotency_key); all or nothing",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["file"]:
+            if options["campaign_id"] or options["amount"] or options["queue"]:
+                raise CommandError("give either campaign_id and amount, or --file, not both")
+            self.record_file(Path(options["file"]))
+            return
+        if options["campaign_id"] is None or options["amount"] is None:
+            raise CommandError("give campaign_id and amount (or --file CSV)")
         if options["queue"]:
             self.queue(options)
             return
@@ -66,6 +93,38 @@ class Command(BaseCommand):
         except ValidationError as error:
             raise CommandError(describe(error, OPTION_NAMES)) from None
         self.report(result)
+
+    def record_file(self, path: Path) -> None:
+        try:
+            with path.open(newline="", encoding="utf-8-sig") as file:
+                reader = csv.DictReader(file)
+                if not {"campaign_id", "amount"} <= set(reader.fieldnames or ()):
+                    raise CommandError(f"{path}: {FILE_COLUMNS}")
+                rows = [
+                    SpendInput(
+                        campaign_id=row.get("campaign_id"),
+                        amount=row.get("amount"),
+                        occurred_at=row.get("occurred_at") or None,
+                        idempotency_key=row.get("idempotency_key") or None,
+                    )
+                    for row in reader
+                ]
+        except (OSError, UnicodeDecodeError, csv.Error) as error:
+            raise CommandError(f"{path}: cannot read it as CSV ({error})") from None
+        try:
+            result = record_spend_batch(rows, source=SpendSource.CLI, first_number=2, label="line")
+        except ValidationError as error:
+            lines = error.message_dict.get("events") or [describe(error)]
+            raise CommandError(
+                f"{path}: nothing was recorded, because of these lines:\n  " + "\n  ".join(lines)
+            ) from None
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"{result.recorded} spend(s) recorded, {result.already_recorded} already recorded."
+            )
+        )
+        for change in result.changes:
+            self.stdout.write(f"  {self.describe_change(change)}")
 
     def queue(self, options: dict[str, Any]) -> None:
         try:
