@@ -10,7 +10,7 @@ PYTHON ?= $(shell for p in python3.11 python3.12 python3.13 python3; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
 	2>/dev/null && { echo $$p; break; }; done)
 
-.PHONY: run test lint typecheck pytest migrations-check clean
+.PHONY: run test lint typecheck pytest migrations-check bench clean
 
 run: export DEBUG = 1
 run: $(VENV)/.runtime .env
@@ -39,6 +39,18 @@ migrations-check: $(VENV)/.dev .env
 
 pytest: $(VENV)/.dev
 	$(BIN)/pytest
+
+# Benchmarks on SQLite, then on PostgreSQL when one answers at BENCH_PG_URL; prints one
+# table and writes var/bench-*.json. See docs/PERFORMANCE.md.
+BENCH_PG_URL ?= postgres://postgres@127.0.0.1:5432/ad_budget
+bench: $(VENV)/.dev .env
+	$(BIN)/python manage.py bench $(BENCH_ARGS) --json var/bench-sqlite.json
+	@if DATABASE_URL=$(BENCH_PG_URL) $(BIN)/python manage.py check --database default >/dev/null 2>&1 \
+		&& pg_isready -q -d "$(BENCH_PG_URL)" 2>/dev/null; then \
+		DATABASE_URL=$(BENCH_PG_URL) $(BIN)/python manage.py bench $(BENCH_ARGS) --json var/bench-postgresql.json; \
+	else echo "No PostgreSQL answers at $(BENCH_PG_URL): start it, or set BENCH_PG_URL; SQLite only."; \
+		rm -f var/bench-postgresql.json; fi
+	@echo; $(BIN)/python manage.py bench --report var/bench-sqlite.json var/bench-postgresql.json
 
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is needed. Install it (for example" \

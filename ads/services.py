@@ -547,7 +547,7 @@ def _roll_over(brands: Iterable[Brand], *, at: datetime) -> list[int]:
     return rolled
 
 
-_STATE_COLUMNS = (
+_CAMPAIGN_COLUMNS = (
     "pk",
     "name",
     "brand_id",
@@ -557,17 +557,33 @@ _STATE_COLUMNS = (
     "daily_budget",
     "daily_spend",
     "schedule_id",
-    "brand__name",
-    "brand__timezone",
-    "brand__is_active",
-    "brand__daily_budget",
-    "brand__current_daily_spend",
-    "brand__monthly_budget",
-    "brand__current_monthly_spend",
-    "brand__counters_day",
-    "brand__counters_month",
-    "brand__contact_email",
 )
+
+
+@dataclass(frozen=True, slots=True)
+class _BrandFacts:
+    totals: BrandTotals
+    is_active: bool
+    zone: str
+
+
+def _brand_facts(brand_ids: Sequence[int]) -> dict[int, _BrandFacts]:
+    facts = {}
+    for (
+        pk, name, zone, is_active, daily_budget, daily_spend, monthly_budget, monthly_spend,
+        day, month, contact,
+    ) in Brand.objects.filter(pk__in=brand_ids).values_list(
+        "pk", "name", "timezone", "is_active", "daily_budget", "current_daily_spend",
+        "monthly_budget", "current_monthly_spend", "counters_day", "counters_month",
+        "contact_email",
+    ):  # fmt: skip
+        totals = BrandTotals(
+            brand_id=pk, name=name, daily_budget=daily_budget, daily_spend=daily_spend,
+            monthly_budget=monthly_budget, monthly_spend=monthly_spend, day=day, month=month,
+            contact_email=contact,
+        )  # fmt: skip
+        facts[pk] = _BrandFacts(totals=totals, is_active=is_active, zone=zone)
+    return facts
 
 
 def _evaluate(
@@ -575,55 +591,41 @@ def _evaluate(
 ) -> tuple[list[CampaignState], dict[int, BrandTotals]]:
     """Apply the state rules to the campaigns of locked brands and write the changes.
 
-    Two reads (campaigns with their brands, then the windows of their schedules),
-    then per distinct transition one audit insert and one update, whatever the
-    number of campaigns. Each schedule is decided once per time zone.
+    Three reads (the brands, their campaigns, the windows of their schedules), then
+    per distinct transition one audit insert and one update, whatever the number of
+    campaigns. Each schedule is decided once per time zone.
     """
-    states: list[CampaignState] = []
-    totals: dict[int, BrandTotals] = {}
+    brands = _brand_facts(brand_ids)
     rows = list(
-        Campaign.objects.filter(brand_id__in=brand_ids).order_by("pk").values_list(*_STATE_COLUMNS)
+        Campaign.objects.filter(brand_id__in=brand_ids)
+        .order_by("pk")
+        .values_list(*_CAMPAIGN_COLUMNS)
     )
     windows = load_windows({row[8] for row in rows if row[8] is not None})
     in_schedule: dict[tuple[int | None, str], bool] = {}
+    states: list[CampaignState] = []
     for (
-        pk,
-        name,
-        brand_id,
-        is_enabled,
-        was_active,
-        old_reasons,
-        daily_budget,
-        daily_spend,
+        pk, name, brand_id, is_enabled, was_active, old_reasons, daily_budget, daily_spend,
         schedule_id,
-        brand_name,
-        brand_zone,
-        brand_is_active,
-        brand_daily_budget,
-        brand_daily_spend,
-        brand_monthly_budget,
-        brand_monthly_spend,
-        brand_day,
-        brand_month,
-        brand_contact,
-    ) in rows:
-        if (schedule_id, brand_zone) not in in_schedule:
-            in_schedule[schedule_id, brand_zone] = schedule_allows(
+    ) in rows:  # fmt: skip
+        brand = brands[brand_id]
+        if (schedule_id, brand.zone) not in in_schedule:
+            in_schedule[schedule_id, brand.zone] = schedule_allows(
                 None if schedule_id is None else windows.get(schedule_id, []),
                 at,
-                ZoneInfo(brand_zone),
+                ZoneInfo(brand.zone),
             )
         reasons = pause_reasons(
             CampaignFacts(
                 is_enabled=is_enabled,
-                brand_is_active=brand_is_active,
-                brand_daily_budget=brand_daily_budget,
-                brand_daily_spend=brand_daily_spend,
-                brand_monthly_budget=brand_monthly_budget,
-                brand_monthly_spend=brand_monthly_spend,
+                brand_is_active=brand.is_active,
+                brand_daily_budget=brand.totals.daily_budget,
+                brand_daily_spend=brand.totals.daily_spend,
+                brand_monthly_budget=brand.totals.monthly_budget,
+                brand_monthly_spend=brand.totals.monthly_spend,
                 daily_budget=daily_budget,
                 daily_spend=daily_spend,
-                in_schedule=in_schedule[schedule_id, brand_zone],
+                in_schedule=in_schedule[schedule_id, brand.zone],
             )
         )
         states.append(
@@ -639,18 +641,7 @@ def _evaluate(
                 daily_budget=daily_budget,
             )
         )
-        if brand_id not in totals:
-            totals[brand_id] = BrandTotals(
-                brand_id=brand_id,
-                name=brand_name,
-                daily_budget=brand_daily_budget,
-                daily_spend=brand_daily_spend,
-                monthly_budget=brand_monthly_budget,
-                monthly_spend=brand_monthly_spend,
-                day=brand_day,
-                month=brand_month,
-                contact_email=brand_contact,
-            )
+    totals = {pk: facts.totals for pk, facts in brands.items()}
     _write_changes([s for s in states if s.changed], at=at, actor=actor)
     _raise_alerts(totals.values(), at=at)
     return states, totals

@@ -55,7 +55,7 @@ def test_first_pass_rolls_over_and_evaluates_in_bounded_queries(
     make_campaigns(count)
 
     # per zone: roll campaigns' day, brands' day, brands' month; then 1 audit + 1 update
-    with django_assert_max_num_queries(5 + 3 * len(ZONES) + 2):
+    with django_assert_max_num_queries(6 + 3 * len(ZONES) + 2):
         result = refresh_campaign_states(at=NOW, actor="test")
 
     assert len(result.changes) == count
@@ -69,7 +69,7 @@ def test_pass_with_nothing_to_change_writes_nothing(
     make_campaigns(count)
     refresh_campaign_states(at=NOW, actor="test")
 
-    with django_assert_max_num_queries(5) as queries:
+    with django_assert_max_num_queries(6) as queries:
         result = refresh_campaign_states(at=NOW + timedelta(minutes=5), actor="test")
 
     assert result.changes == ()

@@ -1,0 +1,505 @@
+"""Benchmarks: the system against the raw database, measured in the same run.
+
+`python manage.py bench` measures the database DATABASE_URL points at (SQLite by
+default), in a throwaway database it creates and drops. `make bench` runs it on SQLite
+and on PostgreSQL and prints one table. Figures, not verdicts: targets are in
+docs/PERFORMANCE.md.
+"""
+
+import json
+import logging
+import multiprocessing
+import platform
+import sqlite3
+import time
+import tracemalloc
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from datetime import time as clock
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandParser
+from django.db import connection, connections
+from django.db.models import Sum
+from django.test.utils import CaptureQueriesContext
+
+from ads.models import (
+    Brand,
+    BudgetAlert,
+    Campaign,
+    CampaignStatusChange,
+    Schedule,
+    ScheduleWindow,
+    SpendEvent,
+)
+from ads.rules import CampaignFacts, pause_reasons, schedule_allows, weekday_mask
+from ads.services import SpendInput, record_spend, record_spend_batch, refresh_campaign_states
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+ZONES = [
+    "UTC", "Europe/London", "Europe/Paris", "Europe/Helsinki", "Europe/Moscow",
+    "Asia/Dubai", "Asia/Kolkata", "Asia/Kathmandu", "Asia/Shanghai", "Asia/Tokyo",
+    "Australia/Sydney", "Australia/Lord_Howe", "Pacific/Auckland", "America/New_York",
+    "America/Chicago", "America/Denver", "America/Los_Angeles", "America/Sao_Paulo",
+    "America/St_Johns", "Africa/Nairobi",
+]  # fmt: skip
+fork = multiprocessing.get_context("fork")
+
+
+class Command(BaseCommand):
+    help = "Benchmark spend recording and enforcement against raw-SQL and per-row baselines."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--json", type=Path, help="write the figures to this JSON file")
+        parser.add_argument(
+            "--quick", action="store_true", help="smaller sizes (no 100,000-campaign pass)"
+        )
+        parser.add_argument(
+            "--report",
+            nargs="+",
+            type=Path,
+            metavar="JSON",
+            help="only print the table of earlier runs' JSON files",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["report"]:
+            runs = [json.loads(path.read_text()) for path in options["report"] if path.exists()]
+            self.stdout.write(render_table(runs))
+            return
+        logging.getLogger("ads").setLevel(logging.WARNING)  # one line per change is noise here
+        quick: bool = options["quick"]
+        vendor = connection.vendor
+        figures: dict[str, Any] = {"backend": vendor, "machine": machine(), "results": []}
+        with throwaway_database():
+            self.say(f"benchmarking {vendor} in a throwaway database")
+            figures["results"] += self.single_spend(300 if quick else 1000)
+            figures["results"] += self.bulk_spend(10_000, single=figures["results"][0]["value"])
+            if vendor == "postgresql":
+                figures["results"] += self.concurrent_spend(8, 100 if quick else 250)
+            sizes = [1_000, 10_000] if quick else [1_000, 10_000, 100_000]
+            figures["results"] += self.enforcement(sizes)
+        self.stdout.write(render_table([figures]))
+        if options["json"]:
+            options["json"].parent.mkdir(parents=True, exist_ok=True)
+            options["json"].write_text(json.dumps(figures, indent=2, default=str))
+            self.say(f"figures written to {options['json']}")
+
+    def say(self, text: str) -> None:
+        self.stderr.write(f"[bench] {text}")
+
+    # --- single spend ---------------------------------------------------------------
+
+    def single_spend(self, events: int) -> list[dict[str, Any]]:
+        campaign_ids = spend_setup("single")
+        self.say(f"single spend: {events} record_spend calls, one transaction each")
+        with CaptureQueriesContext(connection) as one:
+            record_spend(campaign_ids[0], "0.01", idempotency_key="probe", at=NOW)
+        started = time.perf_counter()
+        for n in range(events):
+            record_spend(campaign_ids[n % 3], "0.01", idempotency_key=f"s-{n}", at=NOW)
+        ours = events / (time.perf_counter() - started)
+        self.say(f"single spend: raw {connection.vendor} baseline, the same statements")
+        raw = raw_single_spend(campaign_ids, events)
+        statements = len([q for q in one.captured_queries if not is_savepoint(q["sql"])])
+        return [
+            result("single spend", "events/s", ours, raw, f"{statements} statements per event"),
+        ]
+
+    # --- bulk spend -----------------------------------------------------------------
+
+    def bulk_spend(self, events: int, *, single: float) -> list[dict[str, Any]]:
+        campaign_ids = spend_setup("bulk")
+        batch = [
+            SpendInput(campaign_ids[n % 3], "0.01", idempotency_key=f"b-{n}") for n in range(events)
+        ]
+        self.say(f"bulk spend: record_spend_batch of {events:,} events")
+        started = time.perf_counter()
+        outcome = record_spend_batch(batch, at=NOW)
+        ours = events / (time.perf_counter() - started)
+        assert outcome.recorded == events
+        total = Brand.objects.get(name="bulk").current_daily_spend
+        assert total == Decimal("0.01") * events, total
+        return [
+            result(
+                f"bulk spend ({events:,} events)",
+                "events/s",
+                ours,
+                single,
+                "one record_spend_batch call",
+                baseline_name="single-spend path",
+            )
+        ]
+
+    # --- concurrent spend (PostgreSQL) ----------------------------------------------
+
+    def concurrent_spend(self, processes: int, per_process: int) -> list[dict[str, Any]]:
+        results = []
+        for brands in (1, 100):
+            campaign_ids = [c for b in range(brands) for c in spend_setup(f"c{brands}-{b}")[:1]]
+            self.say(f"concurrent spend: {processes} processes x {per_process}, {brands} brand(s)")
+            ours = run_concurrently(processes, ours_worker, campaign_ids, per_process)
+            expected = Decimal("0.01") * processes * per_process
+            counted = Brand.objects.filter(name__startswith=f"c{brands}-").aggregate(
+                total=Sum("current_daily_spend")
+            )["total"]
+            ledger = SpendEvent.objects.filter(campaign_id__in=campaign_ids).aggregate(
+                total=Sum("amount")
+            )["total"]
+            exact = counted == ledger == expected
+            raw = run_concurrently(processes, raw_worker, campaign_ids, per_process)
+            results.append(
+                result(
+                    f"concurrent spend, {processes} processes, {brands} brand(s)",
+                    "events/s",
+                    ours,
+                    raw,
+                    f"totals exact: {'yes' if exact else 'NO'} ({counted} = {ledger})",
+                )
+            )
+            if not exact:
+                raise AssertionError(f"concurrent totals differ: {counted}, {ledger}, {expected}")
+        return results
+
+    # --- enforcement ----------------------------------------------------------------
+
+    def enforcement(self, sizes: Sequence[int]) -> list[dict[str, Any]]:
+        results = []
+        for size in sizes:
+            self.say(f"enforcement: building {size:,} campaigns in 20 zones")
+            build_campaigns(size)
+            refresh_campaign_states(at=NOW, actor="bench")  # first pass: roll-over, all start
+            Brand.objects.update(daily_budget=Decimal(0))
+            self.say(f"enforcement: pass over {size:,} campaigns, all of them change")
+            with counted_queries() as changing:
+                seconds = timed(lambda: refresh_campaign_states(at=NOW, actor="bench"))
+            with counted_queries() as idle:
+                idle_seconds = timed(lambda: refresh_campaign_states(at=NOW, actor="bench"))
+            baseline = None
+            if size <= 10_000:
+                Brand.objects.update(daily_budget=Decimal(100))
+                self.say(f"enforcement: per-row baseline over {size:,} campaigns (load, save)")
+                baseline = timed(lambda: per_row_pass(NOW))
+            results.append(
+                result(
+                    f"enforcement, {size:,} campaigns",
+                    "seconds",
+                    seconds,
+                    baseline,
+                    f"{changing.count} queries",
+                    lower_is_better=True,
+                )
+            )
+            results.append(
+                result(
+                    f"enforcement, {size:,} campaigns, nothing changes",
+                    "seconds",
+                    idle_seconds,
+                    None,
+                    f"{idle.count} queries, {idle.writes} rows written",
+                    lower_is_better=True,
+                )
+            )
+            if size == max(sizes):
+                Brand.objects.update(daily_budget=Decimal(100))
+                self.say(f"enforcement: peak memory of a pass over {size:,} campaigns")
+                tracemalloc.start()
+                refresh_campaign_states(at=NOW, actor="bench")
+                peak = tracemalloc.get_traced_memory()[1] / 2**20
+                tracemalloc.stop()
+                results.append(
+                    result(
+                        f"enforcement memory, {size:,} campaigns",
+                        "MB (peak)",
+                        peak,
+                        None,
+                        "Python allocations (tracemalloc)",
+                        lower_is_better=True,
+                    )
+                )
+            clear_campaigns()
+        return results
+
+
+# --- Helpers --------------------------------------------------------------------------
+
+
+def result(
+    name: str,
+    unit: str,
+    value: float,
+    baseline: float | None,
+    note: str = "",
+    *,
+    lower_is_better: bool = False,
+    baseline_name: str = "",
+) -> dict[str, Any]:
+    ratio = None
+    if baseline:
+        ratio = baseline / value if lower_is_better else value / baseline
+    return {
+        "name": name,
+        "unit": unit,
+        "value": round(value, 3),
+        "baseline": round(baseline, 3) if baseline else None,
+        "baseline_name": baseline_name or ("per-row loop" if lower_is_better else "raw SQL"),
+        "ratio": round(ratio, 2) if ratio else None,
+        "note": note,
+    }
+
+
+def render_table(runs: Sequence[dict[str, Any]]) -> str:
+    lines = [
+        "| backend | measurement | ours | baseline | ratio | note |",
+        "| --- | --- | ---: | ---: | ---: | --- |",
+    ]
+    for run in runs:
+        for r in run["results"]:
+            baseline = (
+                f"{r['baseline']:,.3f} ({r['baseline_name']})" if r["baseline"] is not None else "-"
+            )
+            ratio = f"{r['ratio']:,.2f} x" if r["ratio"] is not None else "-"
+            lines.append(
+                f"| {run['backend']} | {r['name']} | {r['value']:,.3f} {r['unit']} | {baseline} "
+                f"| {ratio} | {r['note']} |"
+            )
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, str]:
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+         if line.startswith("model name")),
+        platform.processor(),
+    ) if Path("/proc/cpuinfo").exists() else platform.processor()  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT sqlite_version()" if connection.vendor == "sqlite" else "SHOW server_version"
+        )
+        server = cursor.fetchone()[0]
+    return {
+        "cpu": cpu,
+        "cores": str(multiprocessing.cpu_count()),
+        "python": platform.python_version(),
+        "database": f"{connection.vendor} {server}",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+@contextmanager
+def throwaway_database() -> Iterator[None]:
+    test_settings = connection.settings_dict.setdefault("TEST", {})
+    test_settings["NAME"] = (
+        str(settings.VAR_DIR / "bench.sqlite3")
+        if connection.vendor == "sqlite"
+        else "ad_budget_bench"
+    )
+    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+    try:
+        yield
+    finally:
+        connections.close_all()
+        connection.creation.destroy_test_db(old_name, verbosity=0)
+
+
+def spend_setup(name: str) -> list[int]:
+    brand = Brand.objects.create(
+        name=name, daily_budget=Decimal("1000000"), monthly_budget=Decimal("1000000")
+    )
+    campaigns = [Campaign.objects.create(brand=brand, name=f"{name} {n}") for n in range(3)]
+    refresh_campaign_states(at=NOW, actor="bench")
+    return [c.pk for c in campaigns]
+
+
+def is_savepoint(sql: str) -> bool:
+    return sql.startswith(("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT"))
+
+
+class _Counter:
+    count = 0
+    writes = 0
+
+
+@contextmanager
+def counted_queries() -> Iterator[_Counter]:
+    counter = _Counter()
+    with CaptureQueriesContext(connection) as captured:
+        yield counter
+    real = [q["sql"] for q in captured.captured_queries if not is_savepoint(q["sql"])]
+    counter.count = len(real)
+    counter.writes = len([sql for sql in real if sql.startswith(("INSERT", "UPDATE", "DELETE"))])
+
+
+def timed(work: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    work()
+    return time.perf_counter() - started
+
+
+def build_campaigns(size: int) -> None:
+    """`size` campaigns, ten per brand, brands over 20 zones, half on a schedule."""
+    schedule = Schedule.objects.create(name=f"bench {size}")
+    ScheduleWindow.objects.create(
+        schedule=schedule, weekdays=weekday_mask(range(5)), start=clock(6), end=clock(22)
+    )
+    brands = Brand.objects.bulk_create(
+        Brand(name=f"enf{size}-{n}", timezone=ZONES[n % 20], daily_budget=Decimal(100),
+              monthly_budget=Decimal(3000))
+        for n in range(size // 10)
+    )  # fmt: skip
+    Campaign.objects.bulk_create(
+        (Campaign(brand=brands[n // 10], name=f"c{n}", schedule=schedule if n % 2 else None)
+         for n in range(size)),
+        batch_size=5000,
+    )  # fmt: skip
+
+
+def clear_campaigns() -> None:
+    """Remove what build_campaigns made (it holds no spend), for the next size."""
+    CampaignStatusChange.objects.filter(campaign__brand__name__startswith="enf").delete()
+    BudgetAlert.objects.filter(brand__name__startswith="enf").delete()
+    Campaign.objects.filter(brand__name__startswith="enf").delete()
+    Brand.objects.filter(name__startswith="enf").delete()
+    Schedule.objects.filter(name__startswith="bench").delete()
+
+
+def per_row_pass(at: datetime) -> None:
+    """The naive enforcement the original pseudo-code describes: load every campaign,
+    decide, save() it; a query or two per campaign."""
+    for campaign_id in Campaign.objects.values_list("pk", flat=True):
+        campaign = Campaign.objects.select_related("brand", "schedule").get(pk=campaign_id)
+        brand = campaign.brand
+        windows = campaign.schedule.rule_windows() if campaign.schedule else None
+        reasons = pause_reasons(
+            CampaignFacts(
+                is_enabled=campaign.is_enabled, brand_is_active=brand.is_active,
+                brand_daily_budget=brand.daily_budget, brand_daily_spend=brand.current_daily_spend,
+                brand_monthly_budget=brand.monthly_budget,
+                brand_monthly_spend=brand.current_monthly_spend,
+                daily_budget=campaign.daily_budget, daily_spend=campaign.daily_spend,
+                in_schedule=schedule_allows(windows, at, brand.zone),
+            )
+        )  # fmt: skip
+        campaign.is_active = not reasons
+        campaign.pause_reasons = reasons
+        campaign.save()
+
+
+# --- Raw baselines: the same statements, straight through the driver ----------------
+
+
+RAW_STATEMENTS = {
+    "lock": "SELECT id, timezone, counters_day, counters_month FROM ads_brand WHERE id = {p}{lock}",
+    "key": "SELECT id FROM ads_spendevent WHERE idempotency_key = {p}",
+    "insert": (
+        "INSERT INTO ads_spendevent (campaign_id, brand_id, amount, occurred_at, recorded_at, "
+        "source, idempotency_key) VALUES ({p}, {p}, {p}, {p}, {p}, 'cli', {p})"
+    ),
+    "brand": (
+        "UPDATE ads_brand SET current_daily_spend = current_daily_spend + {p}, "
+        "current_monthly_spend = current_monthly_spend + {p} WHERE id = {p}"
+    ),
+    "campaign": "UPDATE ads_campaign SET daily_spend = daily_spend + {p} WHERE id = {p}",
+    "state": (
+        "SELECT c.id, c.is_enabled, c.is_active, c.pause_reasons, c.daily_budget, c.daily_spend, "
+        "c.schedule_id, b.is_active, b.daily_budget, b.current_daily_spend, b.monthly_budget, "
+        "b.current_monthly_spend FROM ads_campaign c JOIN ads_brand b ON b.id = c.brand_id "
+        "WHERE c.brand_id = {p}"
+    ),
+}
+
+
+def raw_event(cursor: Any, p: str, lock: str, campaign_id: int, brand_id: int, key: str) -> None:
+    sql = {name: text.format(p=p, lock=lock) for name, text in RAW_STATEMENTS.items()}
+    when = NOW.isoformat() if p == "?" else NOW
+    cursor.execute(sql["lock"], [brand_id])
+    cursor.fetchall()
+    cursor.execute(sql["key"], [key])
+    cursor.fetchall()
+    cursor.execute(sql["insert"], [campaign_id, brand_id, 10_000, when, when, key])
+    cursor.execute(sql["brand"], [10_000, 10_000, brand_id])
+    cursor.execute(sql["campaign"], [10_000, campaign_id])
+    cursor.execute(sql["state"], [brand_id])
+    cursor.fetchall()
+
+
+def raw_single_spend(campaign_ids: Sequence[int], events: int) -> float:
+    brand_of = dict(Campaign.objects.filter(pk__in=campaign_ids).values_list("pk", "brand_id"))
+    with raw_connection() as (conn, p, lock, begin):
+        cursor = conn.cursor()
+        started = time.perf_counter()
+        for n in range(events):
+            campaign_id = campaign_ids[n % len(campaign_ids)]
+            cursor.execute(begin)
+            raw_event(cursor, p, lock, campaign_id, brand_of[campaign_id], f"raw-{n}")
+            cursor.execute("COMMIT")
+        return events / (time.perf_counter() - started)
+
+
+@contextmanager
+def raw_connection() -> Iterator[tuple[Any, str, str, str]]:
+    """A driver connection to the benchmark database with the project's durability
+    settings, not Django's: (connection, placeholder, row lock, BEGIN statement)."""
+    settings_dict = connection.settings_dict
+    if connection.vendor == "sqlite":
+        lite = sqlite3.connect(settings_dict["NAME"], isolation_level=None, timeout=20)
+        lite.execute("PRAGMA journal_mode=WAL")
+        try:
+            yield lite, "?", "", "BEGIN IMMEDIATE"
+        finally:
+            lite.close()
+    else:
+        conninfo = psycopg.conninfo.make_conninfo(
+            dbname=settings_dict["NAME"], user=settings_dict["USER"] or None,
+            password=settings_dict["PASSWORD"] or None, host=settings_dict["HOST"] or None,
+            port=settings_dict["PORT"] or None,
+        )  # fmt: skip
+        with psycopg.connect(conninfo, autocommit=True) as raw:
+            yield raw, "%s", " FOR UPDATE", "BEGIN"
+
+
+def ours_worker(campaign_ids: Sequence[int], worker: int, count: int) -> None:
+    try:
+        for n in range(count):
+            record_spend(
+                campaign_ids[(worker + n) % len(campaign_ids)], "0.01",
+                idempotency_key=f"ours-{len(campaign_ids)}-{worker}-{n}", at=NOW,
+            )  # fmt: skip
+    finally:
+        connections.close_all()
+
+
+def raw_worker(campaign_ids: Sequence[int], worker: int, count: int) -> None:
+    brand_of = dict(Campaign.objects.filter(pk__in=campaign_ids).values_list("pk", "brand_id"))
+    connections.close_all()
+    with raw_connection() as (conn, p, lock, begin):
+        cursor = conn.cursor()
+        for n in range(count):
+            campaign_id = campaign_ids[(worker + n) % len(campaign_ids)]
+            cursor.execute(begin)
+            raw_event(cursor, p, lock, campaign_id, brand_of[campaign_id],
+                      f"raw-{len(campaign_ids)}-{worker}-{n}")  # fmt: skip
+            cursor.execute("COMMIT")
+
+
+def run_concurrently(
+    processes: int, target: Callable[..., None], campaign_ids: Sequence[int], per_process: int
+) -> float:
+    connections.close_all()
+    workers = [
+        fork.Process(target=target, args=(campaign_ids, w, per_process)) for w in range(processes)
+    ]
+    started = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    elapsed = time.perf_counter() - started
+    if any(w.exitcode for w in workers):
+        raise RuntimeError("a benchmark process failed")
+    return processes * per_process / elapsed
