@@ -193,10 +193,13 @@ def record_spend(
 def _record_spend_locked(
     campaign_id: int, amount: Decimal, occurred: datetime, key: str, source: str, at: datetime
 ) -> SpendResult:
-    brand_id = Campaign.objects.filter(pk=campaign_id).values_list("brand_id", flat=True).first()
-    if brand_id is None:
+    # Find the campaign's brand and lock its row in one statement (the hot path).
+    brand = (
+        Brand.objects.select_for_update(of=("self",)).filter(campaigns__pk=campaign_id).first()
+    )
+    if brand is None:
         raise invalid("campaign_id", CAMPAIGN_UNKNOWN.format(value=campaign_id))
-    (brand,) = _lock_brands([brand_id])
+    brand_id = brand.pk
     existing = SpendEvent.objects.filter(idempotency_key=key).first()
     if existing is not None:
         return _already_recorded(existing, campaign_id=campaign_id, amount=amount)
