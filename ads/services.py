@@ -411,13 +411,14 @@ def _insert_and_count(
         for s in spends
     )  # fmt: skip
     zones = {brand.pk: brand.zone for brand in brands}
+    today_of = {pk: local_date(at, zone) for pk, zone in zones.items()}
     brand_day: dict[int, Decimal] = defaultdict(Decimal)
     brand_month: dict[int, Decimal] = defaultdict(Decimal)
     campaign_day: dict[int, Decimal] = defaultdict(Decimal)
     for s in spends:
         brand_id = brand_of[s.campaign_id]
-        today = local_date(at, zones[brand_id])
-        day = local_date(s.occurred_at, zones[brand_id])
+        today = today_of[brand_id]
+        day = today if s.occurred_at == at else local_date(s.occurred_at, zones[brand_id])
         if day == today:
             brand_day[brand_id] += s.amount
             campaign_day[s.campaign_id] += s.amount
