@@ -1,0 +1,70 @@
+"""Every change of budget state: spend, campaign states, period roll-over, admin edits.
+
+Concurrency rule: every writer locks the rows of the brands it touches first
+(`select_for_update`, in primary-key order), then works on their campaigns. Spends,
+enforcement passes and admin saves of one brand therefore run one after the other and
+never act on stale counters; different brands proceed in parallel. On SQLite, whose
+transactions are IMMEDIATE (see settings), the database lock does the same.
+"""
+
+from ads.services.edits import (
+    BRAND_AUDITED_FIELDS,
+    CAMPAIGN_AUDITED_FIELDS,
+    save_brand,
+    save_campaign,
+    schedule_saved,
+    set_campaigns_enabled,
+)
+from ads.services.enforcement import (
+    ALERT_THRESHOLDS,
+    BRANDS_PER_TRANSACTION,
+    SPEND_ACTOR,
+    BrandTotals,
+    CampaignState,
+    RefreshResult,
+    load_windows,
+    refresh_campaign_states,
+)
+from ads.services.resets import (
+    Drift,
+    ReconcileResult,
+    reconcile_counters,
+    reset_periods,
+    stale_brand_ids,
+)
+from ads.services.spend import (
+    MAX_BATCH,
+    BatchResult,
+    SpendInput,
+    SpendResult,
+    record_spend,
+    record_spend_batch,
+)
+
+__all__ = [
+    "ALERT_THRESHOLDS",
+    "BRANDS_PER_TRANSACTION",
+    "BRAND_AUDITED_FIELDS",
+    "CAMPAIGN_AUDITED_FIELDS",
+    "MAX_BATCH",
+    "SPEND_ACTOR",
+    "BatchResult",
+    "BrandTotals",
+    "CampaignState",
+    "Drift",
+    "ReconcileResult",
+    "RefreshResult",
+    "SpendInput",
+    "SpendResult",
+    "load_windows",
+    "reconcile_counters",
+    "record_spend",
+    "record_spend_batch",
+    "refresh_campaign_states",
+    "reset_periods",
+    "save_brand",
+    "save_campaign",
+    "schedule_saved",
+    "set_campaigns_enabled",
+    "stale_brand_ids",
+]

@@ -1,0 +1,413 @@
+"""Campaign states: locking brands, rolling counters into new periods, evaluating
+the rules set-based, auditing every change, raising budget alerts.
+"""
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from functools import partial
+from zoneinfo import ZoneInfo
+
+from django.core.mail import send_mail
+from django.db import connection, transaction
+from django.db.models import OuterRef, Subquery, Sum
+from django.db.models.functions import Coalesce
+
+from ads.models import (
+    Brand,
+    BudgetAlert,
+    BudgetKind,
+    Campaign,
+    CampaignStatusChange,
+    ScheduleWindow,
+    SpendEvent,
+)
+from ads.money import MoneyField, format_money, money_value
+from ads.rules import (
+    CampaignFacts,
+    PauseReason,
+    Window,
+    day_bounds,
+    describe_transition,
+    local_date,
+    month_bounds,
+    month_start,
+    pause_reasons,
+    schedule_allows,
+)
+from ads.sql import chunked, id_set, in_ids
+
+logger = logging.getLogger(__name__)
+
+
+SPEND_ACTOR = "spend"
+# Brands locked and evaluated per transaction in a full pass: bounds how long one
+# pass holds brand locks (and so delays spends), and the memory one pass needs.
+BRANDS_PER_TRANSACTION = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignState:
+    """A campaign as one evaluation found it (`was_*`) and left it."""
+
+    campaign_id: int
+    name: str
+    brand_id: int
+    was_active: bool
+    old_reasons: tuple[PauseReason, ...]
+    is_active: bool
+    pause_reasons: tuple[PauseReason, ...]
+    daily_spend: Decimal
+    daily_budget: Decimal | None
+
+    @property
+    def changed(self) -> bool:
+        return (self.was_active, self.old_reasons) != (self.is_active, self.pause_reasons)
+
+    @property
+    def daily_left(self) -> Decimal | None:
+        if self.daily_budget is None:
+            return None
+        return max(self.daily_budget - self.daily_spend, Decimal(0))
+
+    @property
+    def transition(self) -> str:
+        return describe_transition(
+            self.was_active, self.old_reasons, self.is_active, self.pause_reasons
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BrandTotals:
+    brand_id: int
+    name: str
+    daily_budget: Decimal
+    daily_spend: Decimal
+    monthly_budget: Decimal
+    monthly_spend: Decimal
+    day: date | None = None  # the local day and month the spend figures belong to
+    month: date | None = None
+    contact_email: str = ""
+
+    @property
+    def daily_left(self) -> Decimal:
+        return max(self.daily_budget - self.daily_spend, Decimal(0))
+
+    @property
+    def monthly_left(self) -> Decimal:
+        return max(self.monthly_budget - self.monthly_spend, Decimal(0))
+
+    @classmethod
+    def of(cls, brand: Brand) -> "BrandTotals":
+        return cls(
+            brand_id=brand.pk,
+            name=brand.name,
+            daily_budget=brand.daily_budget,
+            daily_spend=brand.current_daily_spend,
+            monthly_budget=brand.monthly_budget,
+            monthly_spend=brand.current_monthly_spend,
+            day=brand.counters_day,
+            month=brand.counters_month,
+            contact_email=brand.contact_email,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshResult:
+    """What a state refresh did: every state change it wrote, and the brands whose
+    counters it rolled into a new day or month."""
+
+    changes: tuple[CampaignState, ...]
+    rolled_over: tuple[int, ...]
+
+
+def refresh_campaign_states(
+    *, at: datetime, actor: str, brand_ids: Sequence[int] | None = None
+) -> RefreshResult:
+    """Bring every campaign's `is_active` / `pause_reasons` up to date at `at`.
+
+    Rolls stale counters into the brand's current local day and month first. Writes
+    only campaigns whose state changes, each with one audit row naming `actor`. The
+    number of queries depends on the number of brands (in chunks of
+    BRANDS_PER_TRANSACTION) and of distinct state transitions, not of campaigns.
+    """
+    if brand_ids is None:
+        brand_ids = list(Brand.objects.order_by("pk").values_list("pk", flat=True))
+    changes: list[CampaignState] = []
+    rolled: list[int] = []
+    for chunk in chunked(sorted(set(brand_ids)), BRANDS_PER_TRANSACTION):
+        with transaction.atomic():
+            brands = _lock_brands(chunk)
+            rolled += _roll_over(brands, at=at)
+            states, _ = _evaluate(chunk, at=at, actor=actor)
+            changes += (s for s in states if s.changed)
+    return RefreshResult(changes=tuple(changes), rolled_over=tuple(rolled))
+
+
+def _lock_brands(brand_ids: Sequence[int]) -> list[Brand]:
+    return list(Brand.objects.select_for_update().filter(pk__in=brand_ids).order_by("pk"))
+
+
+def _ledger_sum(owner: str, start: datetime, end: datetime) -> Coalesce:
+    """Per-row SQL sum of the ledger between start and end, for `owner` in
+    ("brand", "campaign") matched to the row being updated."""
+    spend = (
+        SpendEvent.objects.filter(**{owner: OuterRef("pk")}, occurred_at__gte=start)
+        .filter(occurred_at__lt=end)
+        .order_by()
+        .values(owner)
+        .annotate(total=Sum("amount"))
+        .values("total")
+    )
+    return Coalesce(Subquery(spend), money_value(Decimal(0)), output_field=MoneyField())
+
+
+def _roll_over(brands: Iterable[Brand], *, at: datetime) -> list[int]:
+    """Move counters of locked brands whose local day or month has changed into the
+    current period, and return those brands' ids.
+
+    The new period's counters are set from the ledger, not to zero: a spend dated
+    in the new period but recorded before the roll-over (up to 5 minutes early) is
+    kept. Each statement is conditional on the period marker, so a repeated or late
+    roll-over changes nothing; one is done per time zone, not per brand.
+    """
+    stale_days: dict[tuple[str, date], list[int]] = defaultdict(list)
+    stale_months: dict[tuple[str, date], list[int]] = defaultdict(list)
+    for brand in brands:
+        today = local_date(at, brand.zone)
+        if brand.counters_day != today:
+            stale_days[brand.timezone, today].append(brand.pk)
+        if brand.counters_month != month_start(today):
+            stale_months[brand.timezone, month_start(today)].append(brand.pk)
+    for (zone_name, day), ids in stale_days.items():
+        start, end = day_bounds(day, ZoneInfo(zone_name))
+        Campaign.objects.filter(brand_id__in=ids).exclude(brand__counters_day=day).update(
+            daily_spend=_ledger_sum("campaign", start, end)
+        )
+        Brand.objects.filter(pk__in=ids).exclude(counters_day=day).update(
+            current_daily_spend=_ledger_sum("brand", start, end), counters_day=day
+        )
+    for (zone_name, first_day), ids in stale_months.items():
+        start, end = month_bounds(first_day, ZoneInfo(zone_name))
+        Brand.objects.filter(pk__in=ids).exclude(counters_month=first_day).update(
+            current_monthly_spend=_ledger_sum("brand", start, end), counters_month=first_day
+        )
+    rolled = sorted({pk for ids in [*stale_days.values(), *stale_months.values()] for pk in ids})
+    if rolled:
+        logger.info("counters rolled into a new period for brands %s", rolled)
+    return rolled
+
+
+_CAMPAIGN_COLUMNS = (
+    "pk",
+    "name",
+    "brand_id",
+    "is_enabled",
+    "is_active",
+    "pause_reasons",
+    "daily_budget",
+    "daily_spend",
+    "schedule_id",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _BrandFacts:
+    totals: BrandTotals
+    is_active: bool
+    zone: str
+
+
+def _brand_facts(brand_ids: Sequence[int]) -> dict[int, _BrandFacts]:
+    facts = {}
+    for (
+        pk, name, zone, is_active, daily_budget, daily_spend, monthly_budget, monthly_spend,
+        day, month, contact,
+    ) in Brand.objects.filter(pk__in=brand_ids).values_list(
+        "pk", "name", "timezone", "is_active", "daily_budget", "current_daily_spend",
+        "monthly_budget", "current_monthly_spend", "counters_day", "counters_month",
+        "contact_email",
+    ):  # fmt: skip
+        totals = BrandTotals(
+            brand_id=pk, name=name, daily_budget=daily_budget, daily_spend=daily_spend,
+            monthly_budget=monthly_budget, monthly_spend=monthly_spend, day=day, month=month,
+            contact_email=contact,
+        )  # fmt: skip
+        facts[pk] = _BrandFacts(totals=totals, is_active=is_active, zone=zone)
+    return facts
+
+
+def _evaluate(
+    brand_ids: Sequence[int], *, at: datetime, actor: str
+) -> tuple[list[CampaignState], dict[int, BrandTotals]]:
+    """Apply the state rules to the campaigns of locked brands and write the changes.
+
+    Three reads (the brands, their campaigns, the windows of their schedules), then
+    per distinct transition one audit insert and one update, whatever the number of
+    campaigns. Each schedule is decided once per time zone.
+    """
+    brands = _brand_facts(brand_ids)
+    rows = list(
+        Campaign.objects.filter(brand_id__in=brand_ids)
+        .order_by("pk")
+        .values_list(*_CAMPAIGN_COLUMNS)
+    )
+    windows = load_windows({row[8] for row in rows if row[8] is not None})
+    in_schedule: dict[tuple[int | None, str], bool] = {}
+    states: list[CampaignState] = []
+    for (
+        pk, name, brand_id, is_enabled, was_active, old_reasons, daily_budget, daily_spend,
+        schedule_id,
+    ) in rows:  # fmt: skip
+        brand = brands[brand_id]
+        if (schedule_id, brand.zone) not in in_schedule:
+            in_schedule[schedule_id, brand.zone] = schedule_allows(
+                None if schedule_id is None else windows.get(schedule_id, []),
+                at,
+                ZoneInfo(brand.zone),
+            )
+        reasons = pause_reasons(
+            CampaignFacts(
+                is_enabled=is_enabled,
+                brand_is_active=brand.is_active,
+                brand_daily_budget=brand.totals.daily_budget,
+                brand_daily_spend=brand.totals.daily_spend,
+                brand_monthly_budget=brand.totals.monthly_budget,
+                brand_monthly_spend=brand.totals.monthly_spend,
+                daily_budget=daily_budget,
+                daily_spend=daily_spend,
+                in_schedule=in_schedule[schedule_id, brand.zone],
+            )
+        )
+        states.append(
+            CampaignState(
+                campaign_id=pk,
+                name=name,
+                brand_id=brand_id,
+                was_active=was_active,
+                old_reasons=old_reasons,
+                is_active=not reasons,
+                pause_reasons=reasons,
+                daily_spend=daily_spend,
+                daily_budget=daily_budget,
+            )
+        )
+    totals = {pk: facts.totals for pk, facts in brands.items()}
+    _write_changes([s for s in states if s.changed], at=at, actor=actor)
+    _raise_alerts(totals.values(), at=at)
+    return states, totals
+
+
+ALERT_THRESHOLDS = (50, 80, 100)  # percent of a budget
+
+
+def _raise_alerts(totals: Iterable[BrandTotals], *, at: datetime) -> list[BudgetAlert]:
+    """Record each threshold a brand's spend has reached in the current period, once:
+    the unique (brand, budget, threshold, period) row is the deduplication. New alerts
+    are logged, and e-mailed to the brand's contact after the transaction commits."""
+    reached: dict[tuple[int, str, int, date], BudgetAlert] = {}
+    for brand in totals:
+        for kind, spend, budget, period in (
+            (BudgetKind.DAILY, brand.daily_spend, brand.daily_budget, brand.day),
+            (BudgetKind.MONTHLY, brand.monthly_spend, brand.monthly_budget, brand.month),
+        ):
+            if budget <= 0 or period is None:
+                continue  # a zero budget allows nothing: there is no share to cross
+            for threshold in ALERT_THRESHOLDS:
+                if spend * 100 >= budget * threshold:
+                    reached[brand.brand_id, kind, threshold, period] = BudgetAlert(
+                        brand_id=brand.brand_id, budget_kind=kind, threshold=threshold,
+                        period=period, created_at=at, spend=spend, budget=budget,
+                        emailed_to=brand.contact_email,
+                    )  # fmt: skip
+    if not reached:
+        return []
+    known = BudgetAlert.objects.filter(
+        brand_id__in={key[0] for key in reached}, period__in={key[3] for key in reached}
+    ).values_list("brand_id", "budget_kind", "threshold", "period")
+    new = [alert for key, alert in reached.items() if key not in set(known)]
+    BudgetAlert.objects.bulk_create(new, ignore_conflicts=True)
+    names = {brand.brand_id: brand.name for brand in totals}
+    for alert in new:
+        logger.warning(
+            "budget alert: %s reached %d%% of its %s budget for %s (%s of %s)",
+            names[alert.brand_id], alert.threshold, alert.budget_kind, alert.period,
+            format_money(alert.spend), format_money(alert.budget),
+        )  # fmt: skip
+    mails = [(names[a.brand_id], a) for a in new if a.emailed_to]
+    if mails:
+        transaction.on_commit(partial(_send_alert_mails, mails), robust=True)
+    return new
+
+
+def _send_alert_mails(mails: Sequence[tuple[str, BudgetAlert]]) -> None:
+    for brand_name, alert in mails:
+        paused = (
+            "Its campaigns are paused until the budget resets or is raised.\n"
+            if alert.threshold >= 100
+            else ""
+        )
+        send_mail(
+            subject=f"{brand_name}: {alert.threshold} % of the {alert.budget_kind} budget spent",
+            message=(
+                f"{brand_name} has spent {format_money(alert.spend)} of its "
+                f"{alert.budget_kind} budget of {format_money(alert.budget)} for {alert.period}.\n"
+                + (
+                    "Its campaigns are paused until the budget resets or is raised.\n"
+                    if paused
+                    else ""
+                )
+            ),
+            from_email=None,
+            recipient_list=[alert.emailed_to],
+        )
+
+
+def load_windows(schedule_ids: Iterable[int]) -> dict[int, list[Window]]:
+    """The windows of each schedule, in one query; a schedule without any is absent."""
+    ids = sorted(schedule_ids)
+    windows: dict[int, list[Window]] = defaultdict(list)
+    if ids:
+        rows = ScheduleWindow.objects.filter(schedule_id__in=in_ids(ids)).order_by("pk")
+        for schedule_id, weekdays, start, end in rows.values_list(
+            "schedule_id", "weekdays", "start", "end"
+        ):
+            windows[schedule_id].append(Window(weekdays=weekdays, start=start, end=end))
+    return windows
+
+
+def _write_changes(changed: Sequence[CampaignState], *, at: datetime, actor: str) -> None:
+    groups: dict[tuple[bool, tuple[PauseReason, ...], bool, tuple[PauseReason, ...]], list[int]]
+    groups = defaultdict(list)
+    for state in changed:
+        key = (state.was_active, state.old_reasons, state.is_active, state.pause_reasons)
+        groups[key].append(state.campaign_id)
+        logger.info(
+            "campaign %s (%s) %s by %s", state.campaign_id, state.name, state.transition, actor
+        )
+    audit = connection.ops.quote_name(CampaignStatusChange._meta.db_table)
+    campaigns = connection.ops.quote_name(Campaign._meta.db_table)
+    for (was_active, old_reasons, is_active, reasons), ids in groups.items():
+        ids_sql, ids_params = id_set(ids)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {audit} (campaign_id, changed_at, old_is_active, new_is_active,"
+                " old_pause_reasons, new_pause_reasons, reason, actor)"
+                f" SELECT id, %s, %s, %s, %s, %s, %s, %s FROM {campaigns} WHERE id IN ({ids_sql})",
+                [
+                    connection.ops.adapt_datetimefield_value(at),
+                    was_active,
+                    is_active,
+                    ",".join(old_reasons),
+                    ",".join(reasons),
+                    describe_transition(was_active, old_reasons, is_active, reasons),
+                    actor[:150],
+                    *ids_params,
+                ],
+            )
+        Campaign.objects.filter(pk__in=in_ids(ids)).update(
+            is_active=is_active, pause_reasons=reasons
+        )

@@ -1,0 +1,375 @@
+"""Recording spend: one at a time (record_spend) or many in one transaction
+(record_spend_batch), with the ledger, the counters and enforcement in step.
+"""
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from ads.models import (
+    Brand,
+    Campaign,
+    SpendEvent,
+    SpendSource,
+)
+from ads.money import format_money, money_value
+from ads.rules import (
+    local_date,
+    month_start,
+)
+from ads.services.enforcement import (
+    SPEND_ACTOR,
+    BrandTotals,
+    CampaignState,
+    _evaluate,
+    _lock_brands,
+    _roll_over,
+)
+from ads.sql import in_ids, in_texts
+from ads.validation import (
+    CAMPAIGN_UNKNOWN,
+    KEY_CONFLICT,
+    describe,
+    invalid,
+    parse_amount,
+    parse_id,
+    parse_idempotency_key,
+    parse_occurred_at,
+    shown,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SpendResult:
+    event: SpendEvent
+    created: bool  # False: the idempotency key was already recorded; nothing changed
+    counted_today: bool
+    counted_this_month: bool
+    campaign: CampaignState
+    brand: BrandTotals
+    changes: tuple[CampaignState, ...]
+
+
+def record_spend(
+    campaign_id: object,
+    amount: object,
+    *,
+    occurred_at: object = None,
+    idempotency_key: object = None,
+    source: str = SpendSource.CLI,
+    at: datetime | None = None,
+) -> SpendResult:
+    """Record one spend in the ledger, move the counters, and enforce at once.
+
+    Arguments may be untrusted (strings from the command line, JSON from a task); each
+    is validated before anything is written. `at` is when the spend is recorded
+    (default: now). Raises `ValidationError` naming the bad field.
+    """
+    at = at or timezone.now()
+    campaign_id = parse_id(campaign_id)
+    amount = parse_amount(amount)
+    occurred = parse_occurred_at(occurred_at, at=at)
+    key = parse_idempotency_key(idempotency_key)
+    if source not in SpendSource.values:
+        raise invalid("source", f"must be one of {', '.join(SpendSource.values)}")
+    try:
+        with transaction.atomic():
+            return _record_spend_locked(campaign_id, amount, occurred, key, source, at)
+    except IntegrityError:
+        # Another brand's transaction inserted the same key after our check.
+        existing = SpendEvent.objects.filter(idempotency_key=key).first()
+        if existing is None:
+            raise
+        return _already_recorded(existing, campaign_id=campaign_id, amount=amount)
+
+
+def _record_spend_locked(
+    campaign_id: int, amount: Decimal, occurred: datetime, key: str, source: str, at: datetime
+) -> SpendResult:
+    # Find the campaign's brand and lock its row in one statement (the hot path).
+    brand = Brand.objects.select_for_update(of=("self",)).filter(campaigns__pk=campaign_id).first()
+    if brand is None:
+        raise invalid("campaign_id", CAMPAIGN_UNKNOWN.format(value=campaign_id))
+    brand_id = brand.pk
+    existing = SpendEvent.objects.filter(idempotency_key=key).first()
+    if existing is not None:
+        return _already_recorded(existing, campaign_id=campaign_id, amount=amount)
+    _roll_over([brand], at=at)
+
+    today = local_date(at, brand.zone)
+    day = local_date(occurred, brand.zone)
+    counted_today = day == today
+    counted_this_month = month_start(day) == month_start(today)
+    event = SpendEvent.objects.create(
+        campaign_id=campaign_id,
+        brand_id=brand_id,
+        amount=amount,
+        occurred_at=occurred,
+        recorded_at=at,
+        source=source,
+        idempotency_key=key,
+    )
+    increment = money_value(amount)
+    brand_updates = {}
+    if counted_today:
+        brand_updates["current_daily_spend"] = F("current_daily_spend") + increment
+        Campaign.objects.filter(pk=campaign_id).update(daily_spend=F("daily_spend") + increment)
+    if counted_this_month:
+        brand_updates["current_monthly_spend"] = F("current_monthly_spend") + increment
+    if brand_updates:
+        Brand.objects.filter(pk=brand_id).update(**brand_updates)
+
+    states, totals = _evaluate([brand_id], at=at, actor=SPEND_ACTOR)
+    logger.info(
+        "spend %s recorded: %s on campaign %s (key %s, source %s)",
+        event.pk,
+        amount,
+        campaign_id,
+        key,
+        source,
+    )
+    return SpendResult(
+        event=event,
+        created=True,
+        counted_today=counted_today,
+        counted_this_month=counted_this_month,
+        campaign=next(s for s in states if s.campaign_id == campaign_id),
+        brand=totals[brand_id],
+        changes=tuple(s for s in states if s.changed),
+    )
+
+
+MAX_BATCH = 10_000
+MAX_ERRORS_SHOWN = 50
+BATCH_ROW_INVALID = "{label} {number}: {reason}"
+BATCH_KEY_REPEATED = (
+    "idempotency_key: {key} is also {label} {first} with a different spend; "
+    "use a new key for a new spend"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SpendInput:
+    """One spend of a batch, as it arrived (validated by record_spend_batch)."""
+
+    campaign_id: object
+    amount: object
+    occurred_at: object = None
+    idempotency_key: object = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Spend:
+    number: int
+    campaign_id: int
+    amount: Decimal
+    occurred_at: datetime
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    recorded: int
+    already_recorded: int
+    outcomes: tuple[str, ...]  # per input row: "recorded" or "already_recorded"
+    changes: tuple[CampaignState, ...]
+
+
+def record_spend_batch(
+    events: Sequence[SpendInput],
+    *,
+    source: str = SpendSource.CLI,
+    at: datetime | None = None,
+    first_number: int = 1,
+    label: str = "row",
+) -> BatchResult:
+    """Record many spends in one transaction, with record_spend's guarantees.
+
+    Every row is validated first; if any is bad, a ValidationError lists each bad
+    row by number ("row 3: amount: ...", or "line 4" for a file) and nothing is
+    written. Keys already in the ledger, or repeated in the batch with the same spend,
+    count once; reused for a different spend, they are an error. Counters move once
+    per brand and campaign, and the brands' campaigns are evaluated once, at the end.
+    """
+    at = at or timezone.now()
+    if len(events) > MAX_BATCH:
+        raise invalid("events", f"at most {MAX_BATCH:,} spends per batch (got {len(events):,})")
+    if source not in SpendSource.values:
+        raise invalid("source", f"must be one of {', '.join(SpendSource.values)}")
+    spends, errors = _parse_batch(events, at=at, first_number=first_number, label=label)
+    first_of: dict[str, _Spend] = {}
+    unique: list[_Spend] = []
+    for spend in spends:
+        first = first_of.setdefault(spend.key, spend)
+        if first is spend:
+            unique.append(spend)
+        elif (first.campaign_id, first.amount) != (spend.campaign_id, spend.amount):
+            reason = BATCH_KEY_REPEATED.format(
+                key=shown(spend.key), label=label, first=first.number
+            )
+            errors.append(_row_error(label, spend.number, reason))
+    brand_of = dict(
+        Campaign.objects.filter(pk__in=in_ids(sorted({s.campaign_id for s in unique}))).values_list(
+            "pk", "brand_id"
+        )
+    )
+    for spend in unique:
+        if spend.campaign_id not in brand_of:
+            reason = f"campaign_id: {CAMPAIGN_UNKNOWN.format(value=spend.campaign_id)}"
+            errors.append(_row_error(label, spend.number, reason))
+    _raise_batch_errors(errors)
+    with transaction.atomic():
+        brands = _lock_brands(sorted(set(brand_of.values())))
+        existing = {
+            key: (campaign_id, amount)
+            for key, campaign_id, amount in SpendEvent.objects.filter(
+                idempotency_key__in=in_texts([s.key for s in unique])
+            ).values_list("idempotency_key", "campaign_id", "amount")
+        }
+        for spend in unique:
+            if spend.key in existing and existing[spend.key] != (spend.campaign_id, spend.amount):
+                campaign_id, amount = existing[spend.key]
+                reason = "idempotency_key: " + KEY_CONFLICT.format(
+                    key=shown(spend.key), campaign_id=campaign_id, amount=format_money(amount)
+                )
+                errors.append(_row_error(label, spend.number, reason))
+        _raise_batch_errors(errors)
+        _roll_over(brands, at=at)
+        new = [spend for spend in unique if spend.key not in existing]
+        _insert_and_count(new, brands=brands, brand_of=brand_of, source=source, at=at)
+        states, _ = _evaluate(sorted(set(brand_of.values())), at=at, actor=SPEND_ACTOR)
+    recorded = {spend.key for spend in new}
+    outcomes = tuple(
+        "recorded" if spend.key in recorded and first_of[spend.key] is spend else "already_recorded"
+        for spend in spends
+    )
+    logger.info("spend batch: %d recorded, %d already recorded", len(new), len(spends) - len(new))
+    return BatchResult(
+        recorded=len(new),
+        already_recorded=len(spends) - len(new),
+        outcomes=outcomes,
+        changes=tuple(s for s in states if s.changed),
+    )
+
+
+def _row_error(label: str, number: int, reason: str) -> str:
+    return BATCH_ROW_INVALID.format(label=label, number=number, reason=reason)
+
+
+def _parse_batch(
+    events: Sequence[SpendInput], *, at: datetime, first_number: int, label: str
+) -> tuple[list[_Spend], list[str]]:
+    spends: list[_Spend] = []
+    errors: list[str] = []
+    for number, event in enumerate(events, start=first_number):
+        try:
+            spends.append(
+                _Spend(
+                    number=number,
+                    campaign_id=parse_id(event.campaign_id),
+                    amount=parse_amount(event.amount),
+                    occurred_at=parse_occurred_at(event.occurred_at, at=at),
+                    key=parse_idempotency_key(event.idempotency_key),
+                )
+            )
+        except ValidationError as error:
+            errors.append(_row_error(label, number, describe(error)))
+    return spends, errors
+
+
+def _raise_batch_errors(errors: Sequence[str]) -> None:
+    if errors:
+        shown_errors = list(errors[:MAX_ERRORS_SHOWN])
+        if len(errors) > MAX_ERRORS_SHOWN:
+            shown_errors.append(f"... and {len(errors) - MAX_ERRORS_SHOWN} more")
+        raise ValidationError({"events": shown_errors})
+
+
+def _insert_and_count(
+    spends: Sequence[_Spend],
+    *,
+    brands: Sequence[Brand],
+    brand_of: dict[int, int],
+    source: str,
+    at: datetime,
+) -> None:
+    """Insert the ledger rows, then move each brand's and campaign's counters once."""
+    SpendEvent.objects.bulk_create(
+        SpendEvent(
+            campaign_id=s.campaign_id, brand_id=brand_of[s.campaign_id], amount=s.amount,
+            occurred_at=s.occurred_at, recorded_at=at, source=source, idempotency_key=s.key,
+        )
+        for s in spends
+    )  # fmt: skip
+    zones = {brand.pk: brand.zone for brand in brands}
+    today_of = {pk: local_date(at, zone) for pk, zone in zones.items()}
+    brand_day: dict[int, Decimal] = defaultdict(Decimal)
+    brand_month: dict[int, Decimal] = defaultdict(Decimal)
+    campaign_day: dict[int, Decimal] = defaultdict(Decimal)
+    for s in spends:
+        brand_id = brand_of[s.campaign_id]
+        today = today_of[brand_id]
+        day = today if s.occurred_at == at else local_date(s.occurred_at, zones[brand_id])
+        if day == today:
+            brand_day[brand_id] += s.amount
+            campaign_day[s.campaign_id] += s.amount
+        if month_start(day) == month_start(today):
+            brand_month[brand_id] += s.amount
+    for brand_id in sorted(brand_day.keys() | brand_month.keys()):
+        updates = {}
+        if brand_id in brand_day:
+            updates["current_daily_spend"] = F("current_daily_spend") + money_value(
+                brand_day[brand_id]
+            )
+        if brand_id in brand_month:
+            updates["current_monthly_spend"] = F("current_monthly_spend") + money_value(
+                brand_month[brand_id]
+            )
+        Brand.objects.filter(pk=brand_id).update(**updates)
+    for campaign_id, amount in sorted(campaign_day.items()):
+        Campaign.objects.filter(pk=campaign_id).update(
+            daily_spend=F("daily_spend") + money_value(amount)
+        )
+
+
+def _already_recorded(existing: SpendEvent, *, campaign_id: int, amount: Decimal) -> SpendResult:
+    if existing.campaign_id != campaign_id or existing.amount != amount:
+        raise invalid(
+            "idempotency_key",
+            KEY_CONFLICT.format(
+                key=shown(existing.idempotency_key),
+                campaign_id=existing.campaign_id,
+                amount=format_money(existing.amount),
+            ),
+        )
+    campaign = Campaign.objects.select_related("brand").get(pk=campaign_id)
+    state = CampaignState(
+        campaign_id=campaign.pk,
+        name=campaign.name,
+        brand_id=campaign.brand_id,
+        was_active=campaign.is_active,
+        old_reasons=campaign.pause_reasons,
+        is_active=campaign.is_active,
+        pause_reasons=campaign.pause_reasons,
+        daily_spend=campaign.daily_spend,
+        daily_budget=campaign.daily_budget,
+    )
+    return SpendResult(
+        event=existing,
+        created=False,
+        counted_today=False,
+        counted_this_month=False,
+        campaign=state,
+        brand=BrandTotals.of(campaign.brand),
+        changes=(),
+    )
