@@ -16,9 +16,11 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from ads import services
+from ads.api_keys import issue_key
 from ads.dashboard import Standing, pause_details, standing, with_campaign_counts
 from ads.models import (
     WEEKDAYS_EMPTY,
+    ApiKey,
     Brand,
     BudgetAlert,
     Campaign,
@@ -495,6 +497,35 @@ class CampaignStatusChangeAdmin(ReadOnlyAdmin):
     search_fields = ("campaign__name", "actor", "reason")
     list_select_related = ("campaign", "campaign__brand")
     date_hierarchy = "changed_at"
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
+    """Keys for the HTTP API: the key is shown once, when created; only its hash stays."""
+
+    list_display = ("name", "prefix", "brand_scope", "created_at", "last_used_at", "revoked_at")
+    list_filter = (("revoked_at", admin.EmptyFieldListFilter),)
+    search_fields = ("name", "prefix")
+    filter_horizontal = ("brands",)
+    readonly_fields = ("prefix", "created_at", "last_used_at", "revoked_at")
+    actions = ("revoke",)
+
+    @admin.display(description="brands")
+    def brand_scope(self, obj: ApiKey) -> str:
+        return ", ".join(b.name for b in obj.brands.all()) or "all brands"
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
+        key = None if change else issue_key(obj)
+        super().save_model(request, obj, form, change)
+        if key:
+            self.message_user(
+                request, f"Copy this key now; it is not shown again: {key}", messages.WARNING
+            )
+
+    @admin.action(description="Revoke selected keys")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        self.message_user(request, f"{count} key(s) revoked.", messages.SUCCESS)
 
 
 @admin.register(BudgetAlert)

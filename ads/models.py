@@ -333,3 +333,27 @@ class BudgetAlert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.brand_id}: {self.budget_kind} budget {self.threshold} % on {self.period}"
+
+
+class ApiKey(models.Model):
+    """A key for the HTTP API. Only a SHA-256 of the secret is stored: the key is shown
+    once, when created. Keys are long random tokens, so a fast hash is enough."""
+
+    name = models.CharField(
+        max_length=100, help_text="Who or what uses it, e.g. 'Google Ads feed'."
+    )
+    prefix = models.CharField(max_length=12, unique=True, editable=False)
+    secret_hash = models.CharField(max_length=64, editable=False)
+    brands = models.ManyToManyField(
+        Brand, blank=True, related_name="api_keys", help_text="Empty means every brand."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"

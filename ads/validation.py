@@ -40,6 +40,11 @@ KEY_CONFLICT = (
 )
 
 
+class SpendConflict(ValidationError):
+    """An idempotency key reused for a different spend: nothing wrong with the input as
+    such, it disagrees with what is recorded (HTTP 409, not 422)."""
+
+
 def shown(value: object) -> str:
     """The offending value, quoted and cut short enough for a one-line error."""
     text = repr(value) if not isinstance(value, str) else f"'{value}'"

@@ -37,6 +37,7 @@ from ads.sql import in_ids, in_texts
 from ads.validation import (
     CAMPAIGN_UNKNOWN,
     KEY_CONFLICT,
+    SpendConflict,
     describe,
     invalid,
     parse_amount,
@@ -207,6 +208,7 @@ def record_spend_batch(
     if source not in SpendSource.values:
         raise invalid("source", f"must be one of {', '.join(SpendSource.values)}")
     spends, errors = _parse_batch(events, at=at, first_number=first_number, label=label)
+    conflicts = 0  # errors that are keys reused for another spend
     first_of: dict[str, _Spend] = {}
     unique: list[_Spend] = []
     for spend in spends:
@@ -218,6 +220,7 @@ def record_spend_batch(
                 key=shown(spend.key), label=label, first=first.number
             )
             errors.append(_row_error(label, spend.number, reason))
+            conflicts += 1
     brand_of = dict(
         Campaign.objects.filter(pk__in=in_ids(sorted({s.campaign_id for s in unique}))).values_list(
             "pk", "brand_id"
@@ -227,7 +230,7 @@ def record_spend_batch(
         if spend.campaign_id not in brand_of:
             reason = f"campaign_id: {CAMPAIGN_UNKNOWN.format(value=spend.campaign_id)}"
             errors.append(_row_error(label, spend.number, reason))
-    _raise_batch_errors(errors)
+    _raise_batch_errors(errors, conflicts=conflicts)
     with transaction.atomic():
         brands = _lock_brands(sorted(set(brand_of.values())))
         existing = {
@@ -243,7 +246,8 @@ def record_spend_batch(
                     key=shown(spend.key), campaign_id=campaign_id, amount=format_money(amount)
                 )
                 errors.append(_row_error(label, spend.number, reason))
-        _raise_batch_errors(errors)
+                conflicts += 1
+        _raise_batch_errors(errors, conflicts=conflicts)
         _roll_over(brands, at=at)
         new = [spend for spend in unique if spend.key not in existing]
         _insert_and_count(new, brands=brands, brand_of=brand_of, source=source, at=at)
@@ -287,12 +291,14 @@ def _parse_batch(
     return spends, errors
 
 
-def _raise_batch_errors(errors: Sequence[str]) -> None:
+def _raise_batch_errors(errors: Sequence[str], *, conflicts: int) -> None:
+    """Raise the rows' errors; as a SpendConflict when every one is a reused key."""
     if errors:
         shown_errors = list(errors[:MAX_ERRORS_SHOWN])
         if len(errors) > MAX_ERRORS_SHOWN:
             shown_errors.append(f"... and {len(errors) - MAX_ERRORS_SHOWN} more")
-        raise ValidationError({"events": shown_errors})
+        error_class = SpendConflict if conflicts == len(errors) else ValidationError
+        raise error_class({"events": shown_errors})
 
 
 def _insert_and_count(
@@ -344,13 +350,16 @@ def _insert_and_count(
 
 def _already_recorded(existing: SpendEvent, *, campaign_id: int, amount: Decimal) -> SpendResult:
     if existing.campaign_id != campaign_id or existing.amount != amount:
-        raise invalid(
-            "idempotency_key",
-            KEY_CONFLICT.format(
-                key=shown(existing.idempotency_key),
-                campaign_id=existing.campaign_id,
-                amount=format_money(existing.amount),
-            ),
+        raise SpendConflict(
+            {
+                "idempotency_key": [
+                    KEY_CONFLICT.format(
+                        key=shown(existing.idempotency_key),
+                        campaign_id=existing.campaign_id,
+                        amount=format_money(existing.amount),
+                    )
+                ]
+            }
         )
     campaign = Campaign.objects.select_related("brand").get(pk=campaign_id)
     state = CampaignState(

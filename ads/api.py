@@ -1,0 +1,295 @@
+"""The HTTP API, /api/v1/: spend ingestion and budget status for other systems.
+
+A thin interface like the command and the admin: each view turns the request into
+typed arguments, calls a service or a read-only view, and reports. Money travels as
+decimal strings, never JSON numbers; times as ISO-8601 with an offset.
+"""
+
+import logging
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from django.core.exceptions import ValidationError
+from django.db import connection
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+from kombu import Connection
+from ninja import Field, NinjaAPI, Query, Schema, Status
+from ninja.security import APIKeyHeader
+
+from ads.api_keys import check_key
+from ads.dashboard import standing
+from ads.models import ApiKey, Brand, Campaign, SpendSource
+from ads.money import canonical
+from ads.rules import next_schedule_change, schedule_summary
+from ads.services import MAX_BATCH, CampaignState, SpendInput, record_spend_batch
+from ads.validation import SpendConflict, describe
+
+logger = logging.getLogger(__name__)
+
+Money = Annotated[str, Field(pattern=r"^-?[0-9]+(\.[0-9]+)?$", examples=["12.50"])]
+
+
+class KeyAuth(APIKeyHeader):
+    """`X-API-Key: abg_...`; keys are created, limited to brands and revoked in the admin."""
+
+    param_name = "X-API-Key"
+
+    def authenticate(self, request: HttpRequest, key: str | None) -> ApiKey | None:
+        api_key = check_key(key or "", at=timezone.now())
+        logger.info(
+            "api %s %s key=%s", request.method, request.path, api_key.prefix if api_key else "-"
+        )
+        return api_key
+
+
+api = NinjaAPI(
+    title="Ad Budget Guard API",
+    version="1",
+    urls_namespace="api-v1",
+    auth=KeyAuth(),
+    docs_url="/docs",
+    openapi_url="/openapi.json",
+)
+
+
+class ErrorOut(Schema):
+    detail: str | list[str]
+
+
+# --- Spend -----------------------------------------------------------------------------
+
+
+class SpendIn(Schema):
+    campaign_id: int = Field(ge=1, le=2**63 - 1)
+    amount: str = Field(
+        description="Decimal string, up to 6 places, e.g. '12.50'",
+        max_length=64,
+        examples=["12.50"],
+    )
+    occurred_at: datetime | None = Field(None, description="Default: now. At most 5 minutes ahead.")
+    idempotency_key: str = Field(min_length=1, max_length=255)
+
+
+class SpendBatchIn(Schema):
+    events: list[SpendIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class SpendResultOut(Schema):
+    index: int
+    idempotency_key: str
+    status: Literal["recorded", "already_recorded"]
+
+
+class StateChangeOut(Schema):
+    campaign_id: int
+    name: str
+    is_active: bool
+    pause_reasons: list[str]
+    change: str
+
+
+class SpendOut(Schema):
+    results: list[SpendResultOut]
+    state_changes: list[StateChangeOut]
+
+
+def visible_brands(api_key: ApiKey) -> QuerySet[Brand]:
+    limited = api_key.brands.all()
+    return limited if limited.exists() else Brand.objects.all()
+
+
+@api.post(
+    "/spend",
+    response={200: SpendOut, 401: ErrorOut, 404: ErrorOut, 409: ErrorOut, 422: ErrorOut},
+    summary="Record one spend or a batch (all or nothing)",
+)
+def post_spend(request: HttpRequest, payload: SpendIn | SpendBatchIn) -> Status[object]:
+    api_key: ApiKey = request.auth  # type: ignore[attr-defined]  # set by KeyAuth
+    events = payload.events if isinstance(payload, SpendBatchIn) else [payload]
+    allowed = set(
+        Campaign.objects.filter(
+            brand__in=visible_brands(api_key), pk__in=[e.campaign_id for e in events]
+        ).values_list("pk", flat=True)
+    )
+    hidden = [n for n, e in enumerate(events) if e.campaign_id not in allowed]
+    if hidden:
+        # Another brand's campaign looks exactly like a missing one.
+        missing = "index {}: campaign_id: no campaign with id {}"
+        return Status(404, {"detail": [missing.format(n, events[n].campaign_id) for n in hidden]})
+    try:
+        result = record_spend_batch(
+            [SpendInput(e.campaign_id, e.amount, e.occurred_at, e.idempotency_key) for e in events],
+            source=SpendSource.API,
+            first_number=0,
+            label="index",
+        )
+    except SpendConflict as error:
+        return Status(409, {"detail": error.message_dict.get("events") or [describe(error)]})
+    except ValidationError as error:
+        return Status(422, {"detail": error.message_dict.get("events") or [describe(error)]})
+    return Status(
+        200,
+        {
+            "results": [
+                {"index": n, "idempotency_key": e.idempotency_key, "status": status}
+                for n, (e, status) in enumerate(zip(events, result.outcomes, strict=True))
+            ],
+            "state_changes": [state_change(s) for s in result.changes],
+        },
+    )
+
+
+def state_change(state: CampaignState) -> dict[str, object]:
+    return {
+        "campaign_id": state.campaign_id,
+        "name": state.name,
+        "is_active": state.is_active,
+        "pause_reasons": [str(r) for r in state.pause_reasons],
+        "change": state.transition,
+    }
+
+
+# --- Status ----------------------------------------------------------------------------
+
+
+class BrandOut(Schema):
+    id: int
+    name: str
+    timezone: str
+    is_active: bool
+    local_time: datetime
+    daily_budget: Money
+    monthly_budget: Money
+    spend_today: Money
+    spend_this_month: Money
+    left_today: Money
+    left_this_month: Money
+    pacing_today: str
+    pacing_this_month: str
+
+
+def money(amount: Decimal) -> str:
+    return str(canonical(amount))
+
+
+def brand_out(brand: Brand) -> dict[str, object]:
+    now = timezone.now()
+    today, month = standing(brand, now)
+    return {
+        "id": brand.pk,
+        "name": brand.name,
+        "timezone": brand.timezone,
+        "is_active": brand.is_active,
+        "local_time": now.astimezone(brand.zone),
+        "daily_budget": money(brand.daily_budget),
+        "monthly_budget": money(brand.monthly_budget),
+        "spend_today": money(today.spend),
+        "spend_this_month": money(month.spend),
+        "left_today": money(today.left),
+        "left_this_month": money(month.left),
+        "pacing_today": str(today.pacing),
+        "pacing_this_month": str(month.pacing),
+    }
+
+
+@api.get("/brands", response={200: list[BrandOut], 401: ErrorOut})
+def list_brands(request: HttpRequest) -> Status[object]:
+    return Status(200, [brand_out(b) for b in visible_brands(request.auth)])  # type: ignore[attr-defined]  # set by KeyAuth
+
+
+@api.get("/brands/{brand_id}", response={200: BrandOut, 401: ErrorOut, 404: ErrorOut})
+def get_brand(request: HttpRequest, brand_id: int) -> Status[object]:
+    brand = visible_brands(request.auth).filter(pk=brand_id).first()  # type: ignore[attr-defined]  # set by KeyAuth
+    if brand is None:
+        return Status(404, {"detail": f"no brand with id {brand_id}"})
+    return Status(200, brand_out(brand))
+
+
+class CampaignOut(Schema):
+    id: int
+    brand_id: int
+    name: str
+    is_enabled: bool
+    is_active: bool
+    pause_reasons: list[str]
+    daily_budget: Money | None
+    daily_spend: Money
+    schedule: str | None
+    next_schedule_change: datetime | None
+
+
+def campaign_out(campaign: Campaign) -> dict[str, object]:
+    windows = campaign.schedule.rule_windows() if campaign.schedule else None
+    return {
+        "id": campaign.pk,
+        "brand_id": campaign.brand_id,
+        "name": campaign.name,
+        "is_enabled": campaign.is_enabled,
+        "is_active": campaign.is_active,
+        "pause_reasons": [str(r) for r in campaign.pause_reasons],
+        "daily_budget": money(campaign.daily_budget) if campaign.daily_budget is not None else None,
+        "daily_spend": money(campaign.daily_spend),
+        "schedule": schedule_summary(windows) if windows is not None else None,
+        "next_schedule_change": next_schedule_change(windows, timezone.now(), campaign.brand.zone),
+    }
+
+
+class CampaignFilters(Schema):
+    brand: int | None = Field(None, ge=1, le=2**63 - 1)
+    active: bool | None = None
+
+
+def visible_campaigns(api_key: ApiKey) -> QuerySet[Campaign]:
+    return (
+        Campaign.objects.filter(brand__in=visible_brands(api_key))
+        .select_related("brand", "schedule")
+        .prefetch_related("schedule__windows")
+    )
+
+
+@api.get("/campaigns", response={200: list[CampaignOut], 401: ErrorOut})
+def list_campaigns(request: HttpRequest, filters: Query[CampaignFilters]) -> Status[object]:
+    campaigns = visible_campaigns(request.auth)  # type: ignore[attr-defined]  # set by KeyAuth
+    if filters.brand is not None:
+        campaigns = campaigns.filter(brand_id=filters.brand)
+    if filters.active is not None:
+        campaigns = campaigns.filter(is_active=filters.active)
+    return Status(200, [campaign_out(c) for c in campaigns])
+
+
+@api.get("/campaigns/{campaign_id}", response={200: CampaignOut, 401: ErrorOut, 404: ErrorOut})
+def get_campaign(request: HttpRequest, campaign_id: int) -> Status[object]:
+    campaign = visible_campaigns(request.auth).filter(pk=campaign_id).first()  # type: ignore[attr-defined]  # set by KeyAuth
+    if campaign is None:
+        return Status(404, {"detail": f"no campaign with id {campaign_id}"})
+    return Status(200, campaign_out(campaign))
+
+
+# --- Health ----------------------------------------------------------------------------
+
+
+class HealthOut(Schema):
+    database: str
+    broker: str
+
+
+@api.get("/health", auth=None, response={200: HealthOut, 503: HealthOut})
+def health(request: HttpRequest) -> Status[object]:
+    """Database and broker reachability; no key needed."""
+    status = {"database": "ok", "broker": "ok"}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except Exception as error:  # any failure means: not reachable
+        status["database"] = f"unreachable: {type(error).__name__}"
+    from django.conf import settings
+
+    try:
+        with Connection(settings.CELERY_BROKER_URL, connect_timeout=2) as broker:
+            broker.ensure_connection(max_retries=1, timeout=2)
+    except Exception as error:  # any failure means: not reachable
+        status["broker"] = f"unreachable: {type(error).__name__}"
+    return Status(200 if set(status.values()) == {"ok"} else 503, status)

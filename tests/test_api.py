@@ -1,0 +1,226 @@
+"""The HTTP API (issue 7): every endpoint, auth, batches, idempotency, conflicts."""
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import time_machine
+from django.test import Client
+
+from ads.api_keys import issue_key
+from ads.models import ApiKey, Brand, Campaign, SpendEvent
+from ads.services import refresh_campaign_states
+from tests.conftest import NOW
+from tests.factories import CampaignFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def frozen_clock(time_machine: time_machine.TimeMachineFixture) -> None:
+    time_machine.move_to(NOW, tick=False)
+
+
+def make_key(*brands: Brand, revoked: bool = False) -> str:
+    api_key = ApiKey(name="feed")
+    key = issue_key(api_key)
+    if revoked:
+        api_key.revoked_at = NOW
+    api_key.save()
+    api_key.brands.set(brands)
+    return key
+
+
+@pytest.fixture
+def campaign() -> Campaign:
+    campaign = CampaignFactory.create(
+        name="Search", brand__name="Acme", brand__daily_budget=Decimal("10.00")
+    )
+    refresh_campaign_states(at=NOW, actor="test")
+    return campaign
+
+
+@pytest.fixture
+def key() -> str:
+    return make_key()
+
+
+def post(client: Client, key: str | None, body: object) -> tuple[int, Any]:
+    headers = {"X-API-Key": key} if key else {}
+    response = client.post("/api/v1/spend", body, content_type="application/json", headers=headers)
+    return response.status_code, response.json()
+
+
+def get(client: Client, key: str | None, url: str) -> tuple[int, Any]:
+    response = client.get(url, headers={"X-API-Key": key} if key else {})
+    return response.status_code, response.json()
+
+
+def test_one_spend_is_recorded_and_reports_state_changes(
+    client: Client, key: str, campaign: Campaign
+) -> None:
+    status, body = post(
+        client, key, {"campaign_id": campaign.pk, "amount": "10.00", "idempotency_key": "o-1"}
+    )
+
+    assert status == 200
+    assert body == {
+        "results": [{"index": 0, "idempotency_key": "o-1", "status": "recorded"}],
+        "state_changes": [
+            {
+                "campaign_id": campaign.pk,
+                "name": "Search",
+                "is_active": False,
+                "pause_reasons": ["brand_daily_budget"],
+                "change": "paused (+brand_daily_budget)",
+            }
+        ],
+    }
+    assert SpendEvent.objects.get().source == "api"
+
+
+def test_duplicate_keys_are_idempotent(client: Client, key: str, campaign: Campaign) -> None:
+    spend = {"campaign_id": campaign.pk, "amount": "1.50", "idempotency_key": "o-1"}
+
+    post(client, key, spend)
+    status, body = post(client, key, {"events": [spend, spend]})
+
+    assert status == 200
+    assert [r["status"] for r in body["results"]] == ["already_recorded", "already_recorded"]
+    assert Brand.objects.get().current_daily_spend == Decimal("1.50")
+
+
+def test_same_key_with_another_amount_is_a_409_and_changes_nothing(
+    client: Client, key: str, campaign: Campaign
+) -> None:
+    post(client, key, {"campaign_id": campaign.pk, "amount": "1.50", "idempotency_key": "o-1"})
+
+    status, body = post(
+        client, key, {"campaign_id": campaign.pk, "amount": "2.00", "idempotency_key": "o-1"}
+    )
+
+    assert status == 409
+    assert "already used for a different spend" in body["detail"][0]
+    assert Brand.objects.get().current_daily_spend == Decimal("1.50")
+
+
+def test_batch_with_one_bad_row_writes_nothing_and_names_its_index(
+    client: Client, key: str, campaign: Campaign
+) -> None:
+    events = [
+        {"campaign_id": campaign.pk, "amount": "1.00", "idempotency_key": f"b-{n}"}
+        for n in range(5)
+    ]
+    events[3]["amount"] = "NaN"
+
+    status, body = post(client, key, {"events": events})
+
+    assert status == 422
+    assert body == {"detail": ["index 3: amount: 'NaN' is not a finite amount"]}
+    assert not SpendEvent.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        ({"campaign_id": 1, "amount": 1.5, "idempotency_key": "k"}, "amount"),  # a float
+        ({"campaign_id": "x", "amount": "1", "idempotency_key": "k"}, "campaign_id"),
+        ({"campaign_id": 1, "amount": "1"}, "idempotency_key"),
+        ({"events": []}, "events"),
+    ],
+)
+def test_malformed_bodies_are_422_naming_the_field(
+    client: Client, key: str, campaign: Campaign, body: dict[str, object], where: str
+) -> None:
+    response = client.post(
+        "/api/v1/spend", body, content_type="application/json", headers={"X-API-Key": key}
+    )
+
+    assert response.status_code == 422
+    assert where in response.content.decode()
+    assert not SpendEvent.objects.exists()
+
+
+@pytest.mark.parametrize("presented", [None, "abg_nope_nope", "garbage"])
+def test_spend_needs_a_valid_key(client: Client, campaign: Campaign, presented: str | None) -> None:
+    status, _ = post(
+        client, presented, {"campaign_id": campaign.pk, "amount": "1", "idempotency_key": "k"}
+    )
+
+    assert status == 401
+    assert not SpendEvent.objects.exists()
+
+
+def test_a_revoked_key_is_refused(client: Client, campaign: Campaign) -> None:
+    revoked = make_key(revoked=True)
+
+    assert get(client, revoked, "/api/v1/brands")[0] == 401
+
+
+def test_a_key_for_brand_a_sees_brand_b_as_missing(client: Client, campaign: Campaign) -> None:
+    other = CampaignFactory.create(brand__name="Other")
+    key_for_acme = make_key(campaign.brand)
+
+    assert get(client, key_for_acme, f"/api/v1/campaigns/{other.pk}")[0] == 404
+    assert get(client, key_for_acme, f"/api/v1/brands/{other.brand_id}")[0] == 404
+    status, body = post(
+        client, key_for_acme, {"campaign_id": other.pk, "amount": "1", "idempotency_key": "k"}
+    )
+    assert status == 404
+    assert body == {"detail": [f"index 0: campaign_id: no campaign with id {other.pk}"]}
+    assert [b["name"] for b in get(client, key_for_acme, "/api/v1/brands")[1]] == ["Acme"]
+    assert not SpendEvent.objects.exists()
+
+
+def test_brand_status(client: Client, key: str, campaign: Campaign) -> None:
+    post(client, key, {"campaign_id": campaign.pk, "amount": "8.00", "idempotency_key": "k"})
+
+    status, body = get(client, key, f"/api/v1/brands/{campaign.brand_id}")
+
+    assert status == 200
+    assert body == {
+        "id": campaign.brand_id,
+        "name": "Acme",
+        "timezone": "UTC",
+        "is_active": True,
+        "local_time": "2026-11-27T12:00:00Z",
+        "daily_budget": "10.00",
+        "monthly_budget": "3000.00",
+        "spend_today": "8.00",
+        "spend_this_month": "8.00",
+        "left_today": "2.00",
+        "left_this_month": "2992.00",
+        "pacing_today": "ahead",
+        "pacing_this_month": "behind",
+    }
+
+
+def test_campaign_status_and_filters(client: Client, key: str, campaign: Campaign) -> None:
+    paused = CampaignFactory.create(brand=campaign.brand, name="Off", is_enabled=False)
+    refresh_campaign_states(at=NOW, actor="test")
+
+    status, body = get(client, key, f"/api/v1/campaigns/{paused.pk}")
+    active = get(client, key, f"/api/v1/campaigns?brand={campaign.brand_id}&active=true")[1]
+
+    assert status == 200
+    assert body["pause_reasons"] == ["disabled"]
+    assert body["is_active"] is False
+    assert body["daily_spend"] == "0.00"
+    assert [c["name"] for c in active] == ["Search"]
+
+
+def test_health_needs_no_key_and_reports_each_part(client: Client) -> None:
+    response = client.get("/api/v1/health")
+
+    assert response.json()["database"] == "ok"
+    assert response.status_code in (200, 503)
+    assert set(response.json()) == {"database", "broker"}
+
+
+def test_openapi_document_and_local_docs(client: Client) -> None:
+    schema = client.get("/api/v1/openapi.json").json()
+    docs = client.get("/api/v1/docs").content.decode()
+
+    assert {"/api/v1/spend", "/api/v1/brands", "/api/v1/health"} <= set(schema["paths"])
+    assert "cdn" not in docs.lower()
+    assert "/static/ninja/" in docs
