@@ -13,10 +13,13 @@ from typing import Annotated, Literal
 from django.core.exceptions import ValidationError
 from django.db import connection
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
+from django.views import defaults
 from kombu import Connection
 from ninja import Field, NinjaAPI, Query, Schema, Status
+from ninja import Path as PathParam
+from ninja.errors import ValidationError as NinjaValidationError
 from ninja.security import APIKeyHeader
 
 from ads.api_keys import check_key
@@ -25,7 +28,7 @@ from ads.models import ApiKey, Brand, Campaign, SpendSource
 from ads.money import canonical
 from ads.rules import next_schedule_change, schedule_summary
 from ads.services import MAX_BATCH, CampaignState, SpendInput, record_spend_batch
-from ads.validation import SpendConflict, describe
+from ads.validation import MAX_ID, SpendConflict, describe
 
 logger = logging.getLogger(__name__)
 
@@ -59,11 +62,24 @@ class ErrorOut(Schema):
     detail: str | list[str]
 
 
+@api.exception_handler(NinjaValidationError)
+def invalid_request(request: HttpRequest, error: NinjaValidationError) -> HttpResponse:
+    """Malformed requests answer like the rest: 422 with one line per field and reason."""
+    lines = [
+        f"{'.'.join(str(part) for part in e.get('loc', ()))}: {e.get('msg', 'invalid')}"
+        for e in error.errors
+    ]
+    return api.create_response(request, {"detail": lines}, status=422)
+
+
+Id = Annotated[int, PathParam(ge=1, le=MAX_ID)]
+
+
 # --- Spend -----------------------------------------------------------------------------
 
 
 class SpendIn(Schema):
-    campaign_id: int = Field(ge=1, le=2**63 - 1)
+    campaign_id: int = Field(ge=1, le=MAX_ID)
     amount: str = Field(
         description="Decimal string, up to 6 places, e.g. '12.50'",
         max_length=64,
@@ -103,7 +119,14 @@ def visible_brands(api_key: ApiKey) -> QuerySet[Brand]:
 
 @api.post(
     "/spend",
-    response={200: SpendOut, 401: ErrorOut, 404: ErrorOut, 409: ErrorOut, 422: ErrorOut},
+    response={
+        200: SpendOut,
+        400: ErrorOut,
+        401: ErrorOut,
+        404: ErrorOut,
+        409: ErrorOut,
+        422: ErrorOut,
+    },
     summary="Record one spend or a batch (all or nothing)",
 )
 def post_spend(request: HttpRequest, payload: SpendIn | SpendBatchIn) -> Status[object]:
@@ -195,13 +218,16 @@ def brand_out(brand: Brand) -> dict[str, object]:
     }
 
 
-@api.get("/brands", response={200: list[BrandOut], 401: ErrorOut})
+@api.get("/brands", response={200: list[BrandOut], 400: ErrorOut, 401: ErrorOut})
 def list_brands(request: HttpRequest) -> Status[object]:
     return Status(200, [brand_out(b) for b in visible_brands(request.auth)])  # type: ignore[attr-defined]  # set by KeyAuth
 
 
-@api.get("/brands/{brand_id}", response={200: BrandOut, 401: ErrorOut, 404: ErrorOut})
-def get_brand(request: HttpRequest, brand_id: int) -> Status[object]:
+@api.get(
+    "/brands/{brand_id}",
+    response={200: BrandOut, 400: ErrorOut, 401: ErrorOut, 404: ErrorOut, 422: ErrorOut},
+)
+def get_brand(request: HttpRequest, brand_id: Id) -> Status[object]:
     brand = visible_brands(request.auth).filter(pk=brand_id).first()  # type: ignore[attr-defined]  # set by KeyAuth
     if brand is None:
         return Status(404, {"detail": f"no brand with id {brand_id}"})
@@ -238,7 +264,7 @@ def campaign_out(campaign: Campaign) -> dict[str, object]:
 
 
 class CampaignFilters(Schema):
-    brand: int | None = Field(None, ge=1, le=2**63 - 1)
+    brand: int | None = Field(None, ge=1, le=MAX_ID)
     active: bool | None = None
 
 
@@ -250,8 +276,13 @@ def visible_campaigns(api_key: ApiKey) -> QuerySet[Campaign]:
     )
 
 
-@api.get("/campaigns", response={200: list[CampaignOut], 401: ErrorOut})
+@api.get(
+    "/campaigns", response={200: list[CampaignOut], 400: ErrorOut, 401: ErrorOut, 422: ErrorOut}
+)
 def list_campaigns(request: HttpRequest, filters: Query[CampaignFilters]) -> Status[object]:
+    unknown = sorted(set(request.GET) - set(CampaignFilters.model_fields))
+    if unknown:  # a misspelt filter must not silently return every campaign
+        return Status(422, {"detail": [f"query.{name}: unknown filter" for name in unknown]})
     campaigns = visible_campaigns(request.auth)  # type: ignore[attr-defined]  # set by KeyAuth
     if filters.brand is not None:
         campaigns = campaigns.filter(brand_id=filters.brand)
@@ -260,12 +291,23 @@ def list_campaigns(request: HttpRequest, filters: Query[CampaignFilters]) -> Sta
     return Status(200, [campaign_out(c) for c in campaigns])
 
 
-@api.get("/campaigns/{campaign_id}", response={200: CampaignOut, 401: ErrorOut, 404: ErrorOut})
-def get_campaign(request: HttpRequest, campaign_id: int) -> Status[object]:
+@api.get(
+    "/campaigns/{campaign_id}",
+    response={200: CampaignOut, 400: ErrorOut, 401: ErrorOut, 404: ErrorOut, 422: ErrorOut},
+)
+def get_campaign(request: HttpRequest, campaign_id: Id) -> Status[object]:
     campaign = visible_campaigns(request.auth).filter(pk=campaign_id).first()  # type: ignore[attr-defined]  # set by KeyAuth
     if campaign is None:
         return Status(404, {"detail": f"no campaign with id {campaign_id}"})
     return Status(200, campaign_out(campaign))
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """Django's own 400s (a malformed header or host, too many fields) in JSON for
+    API clients, its HTML page for everyone else."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "bad request: the request could not be read"}, status=400)
+    return defaults.bad_request(request, exception)
 
 
 # --- Health ----------------------------------------------------------------------------
@@ -276,7 +318,7 @@ class HealthOut(Schema):
     broker: str
 
 
-@api.get("/health", auth=None, response={200: HealthOut, 503: HealthOut})
+@api.get("/health", auth=None, response={200: HealthOut, 400: ErrorOut, 503: HealthOut})
 def health(request: HttpRequest) -> Status[object]:
     """Database and broker reachability; no key needed."""
     status = {"database": "ok", "broker": "ok"}
