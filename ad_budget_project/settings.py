@@ -129,6 +129,9 @@ if env.bool("SECURE_PROXY_SSL", default=False):
 # EMAIL_URL names a server, e.g. smtp+tls://user:password@smtp.example.com:587
 vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
 DEFAULT_FROM_EMAIL: str = env.str("DEFAULT_FROM_EMAIL", default="ad-budget-guard@localhost")
+EMAIL_TIMEOUT: int = env.int(
+    "EMAIL_TIMEOUT", default=10
+)  # seconds; a stuck server must not hang a spend
 
 # --- Celery (SPEC 8). Every task is idempotent, so it is acknowledged only after it ran
 # (a worker lost mid-task gets it redelivered), one message at a time per process.

@@ -6,12 +6,13 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
 from django.db.models import Count, QuerySet
 from django.forms import BaseInlineFormSet
-from django.http import HttpRequest, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponseRedirect, StreamingHttpResponse
 from django.template.loader import render_to_string
-from django.urls import URLPattern, path
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
@@ -466,12 +467,15 @@ class SpendEventAdmin(ReadOnlyAdmin):
         )
         return [export, *super().get_urls()]
 
-    def export_csv(self, request: HttpRequest) -> StreamingHttpResponse:
+    def export_csv(self, request: HttpRequest) -> StreamingHttpResponse | HttpResponseRedirect:
         """The ledger rows the change list shows (same filters, search and dates), as
         CSV, streamed so a large export does not sit in memory."""
         if not self.has_view_permission(request):
             raise PermissionDenied
-        rows = self.get_changelist_instance(request).get_queryset(request)
+        try:
+            rows = self.get_changelist_instance(request).get_queryset(request)
+        except IncorrectLookupParameters:  # as the ledger page does with bad filters
+            return HttpResponseRedirect(f"{reverse('admin:ads_spendevent_changelist')}?e=1")
         buffer = _Echo()
         writer = csv.writer(buffer)
         lines = chain(

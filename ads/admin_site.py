@@ -26,5 +26,5 @@ class BudgetAdminSite(admin.AdminSite):
     ) -> TemplateResponse:
         context = dict(extra_context or {})
         if request.user.has_perm("ads.view_brand"):
-            context |= dashboard(timezone.now())
+            context |= dashboard(timezone.now(), can_view=request.user.has_perm)
         return super().index(request, context)

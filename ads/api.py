@@ -146,7 +146,7 @@ def post_spend(request: HttpRequest, payload: SpendIn | SpendBatchIn) -> Status[
         result = record_spend_batch(
             [SpendInput(e.campaign_id, e.amount, e.occurred_at, e.idempotency_key) for e in events],
             source=SpendSource.API,
-            first_number=0,
+            numbers=range(len(events)),
             label="index",
         )
     except SpendConflict as error:

@@ -1,7 +1,7 @@
 """Read-only views of the data for people: budget standing, recent pauses, spend per
 hour, periodic task runs. Used by the admin; nothing here writes."""
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -172,20 +172,25 @@ def periodic_task_runs() -> Sequence[PeriodicTask]:
     return list(PeriodicTask.objects.select_related("crontab", "interval").order_by("name"))
 
 
-def dashboard(at: datetime) -> dict[str, object]:
-    bars, top = spend_per_hour(at)
-    return {
-        "near_budget": brands_near_budget(at),
-        "recent_pauses": recent_pauses(at),
-        "recent_alerts": recent_alerts(at),
-        "hour_bars": bars,
-        "hour_top": top,
-        "hour_total": sum((bar.amount for bar in bars), Decimal(0)),
-        "chart_height": CHART_HEIGHT,
-        "chart_width": 24 * BAR_WIDTH,
-        "periodic_tasks": periodic_task_runs(),
-        "now": at,
-    }
+def dashboard(at: datetime, *, can_view: Callable[[str], bool]) -> dict[str, object]:
+    """The front page's sections; each only for a person allowed to see its rows."""
+    context: dict[str, object] = {"now": at, "near_budget": brands_near_budget(at)}
+    if can_view("ads.view_campaignstatuschange"):
+        context["recent_pauses"] = recent_pauses(at)
+    if can_view("ads.view_budgetalert"):
+        context["recent_alerts"] = recent_alerts(at)
+    if can_view("ads.view_spendevent"):
+        bars, top = spend_per_hour(at)
+        context |= {
+            "hour_bars": bars,
+            "hour_top": top,
+            "hour_total": sum((bar.amount for bar in bars), Decimal(0)),
+            "chart_height": CHART_HEIGHT,
+            "chart_width": 24 * BAR_WIDTH,
+        }
+    if can_view("django_celery_beat.view_periodictask"):
+        context["periodic_tasks"] = periodic_task_runs()
+    return context
 
 
 def reasons_text(codes: Iterable[str]) -> str:

@@ -17,8 +17,9 @@ from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
 from ads import services
-from ads.models import SpendSource
+from ads.models import Campaign, SpendSource
 from ads.validation import (
+    CAMPAIGN_UNKNOWN,
     describe,
     invalid,
     parse_amount,
@@ -135,13 +136,15 @@ def enqueue_spend(
     that is unsure the spend was queued sends it again with the same key."""
     at = timezone.now()
     key = parse_idempotency_key(idempotency_key)
+    campaign = parse_id(campaign_id)
+    if not Campaign.objects.filter(pk=campaign).exists():
+        raise invalid("campaign_id", CAMPAIGN_UNKNOWN.format(value=campaign))
     arguments = {
-        "campaign_id": parse_id(campaign_id),
+        "campaign_id": campaign,
         "amount": str(parse_amount(amount)),
         "idempotency_key": key,
-        "occurred_at": parse_occurred_at(occurred_at, at=at).isoformat()
-        if occurred_at is not None
-        else None,
+        # Dated now, not when a worker gets to it: a backlog must not shift period.
+        "occurred_at": parse_occurred_at(occurred_at, at=at).isoformat(),
     }
     transaction.on_commit(partial(record_spend.delay, **arguments))
     return key

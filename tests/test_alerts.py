@@ -6,8 +6,9 @@ from decimal import Decimal
 import pytest
 from django.core import mail
 from pytest_django import DjangoCaptureOnCommitCallbacks
+from pytest_django import Settings
 
-from ads.models import Brand, BudgetAlert
+from ads.models import Brand, BudgetAlert, SpendEvent
 from ads.services import record_spend, save_brand
 from tests.conftest import NOW
 from tests.factories import CampaignFactory
@@ -106,3 +107,20 @@ def test_no_contact_means_logged_but_not_mailed(
     assert alerts() == [("daily", 50, "2026-11-27")]
     assert mail.outbox == []
     assert "budget alert: Acme reached 50% of its daily budget for 2026-11-27" in caplog.text
+
+
+def test_a_failing_mail_server_neither_fails_nor_repeats_the_spend(
+    campaign_id: int,
+    django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
+    settings: Settings,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", 1, 2
+
+    with django_capture_on_commit_callbacks(execute=True):
+        result = record_spend(campaign_id, "100", at=NOW)  # 50, 80 and 100 % at once
+
+    assert result.created
+    assert SpendEvent.objects.count() == 1
+    assert caplog.text.count("budget alert mail to ops@acme.example failed") == 3

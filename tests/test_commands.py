@@ -1,5 +1,9 @@
 """The demo data and admin login commands behind `make run`."""
 
+import os
+import socket
+import subprocess
+import sys
 from io import StringIO
 from pathlib import Path
 
@@ -52,3 +56,20 @@ def test_seed_demo_runs_again_after_a_budget_was_changed() -> None:
     call_command("seed_demo", stdout=StringIO())
 
     assert SpendEvent.objects.count() == 100
+
+
+def test_broker_url_falls_back_when_a_broker_accepts_but_never_answers() -> None:
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+        env = {k: v for k, v in os.environ.items() if k != "CELERY_BROKER_URL"}
+
+        result = subprocess.run(
+            [sys.executable, "manage.py", "broker_url"],
+            env=env | {"CELERY_BROKER_URL": url, "DEBUG": "1"},
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+
+    assert result.stdout.strip() == "filesystem://"
+    assert f"No message broker answers at {url}" in result.stderr

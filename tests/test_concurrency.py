@@ -4,7 +4,9 @@ These tests commit for real (transaction=True) and fork worker processes that op
 their own database connections, on SQLite and on PostgreSQL alike.
 """
 
+import json
 import multiprocessing
+import urllib.request
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from decimal import Decimal
@@ -15,9 +17,11 @@ import time_machine
 from django.core.exceptions import ValidationError
 from django.db import connections
 from django.db.models import Sum
+from pytest_django.live_server_helper import LiveServer
 
 from ads import tasks
-from ads.models import Brand, Campaign, CampaignStatusChange, SpendEvent
+from ads.api_keys import issue_key
+from ads.models import ApiKey, Brand, Campaign, CampaignStatusChange, SpendEvent
 from ads.services import record_spend
 from tests.conftest import NOW
 from tests.factories import BrandFactory, CampaignFactory
@@ -149,3 +153,42 @@ def test_a_task_delivered_four_times_at_once_acts_once(
     assert changes.count() == 3
     assert sorted(changes.values_list("campaign_id", flat=True)) == [c.pk for c in campaigns]
     assert Brand.objects.get().current_monthly_spend == Decimal(10)
+
+
+def post_spends(url: str, key: str, campaign_ids: Sequence[int], worker: int) -> None:
+    """One HTTP client process: 250 single spends, each in its own request."""
+    for n in range(SPENDS_PER_PROCESS):
+        body = json.dumps({
+            "campaign_id": campaign_ids[n % len(campaign_ids)],
+            "amount": str(amount_for(worker, n)),
+            "idempotency_key": f"http-{worker}-{n}",
+        }).encode()  # fmt: skip
+        request = urllib.request.Request(
+            f"{url}/api/v1/spend",
+            data=body,
+            headers={"Content-Type": "application/json", "X-API-Key": key},
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            assert response.status == 200
+
+
+def test_eight_http_clients_of_250_spends_end_with_exact_counters(
+    live_server: LiveServer,
+) -> None:
+    brand = BrandFactory.create(daily_budget=Decimal("100000"), monthly_budget=Decimal("100000"))
+    campaign_ids = [c.pk for c in CampaignFactory.create_batch(3, brand=brand)]
+    api_key = ApiKey(name="load test")
+    key = issue_key(api_key)
+    api_key.save()
+    clients = 8
+    expected = sum(
+        (amount_for(w, n) for w in range(clients) for n in range(SPENDS_PER_PROCESS)), Decimal(0)
+    )
+
+    run_processes(post_spends, [(live_server.url, key, campaign_ids, w) for w in range(clients)])
+
+    brand = Brand.objects.get()
+    assert SpendEvent.objects.count() == clients * SPENDS_PER_PROCESS
+    assert SpendEvent.objects.aggregate(total=Sum("amount"))["total"] == expected
+    assert brand.current_daily_spend == brand.current_monthly_spend == expected
+    assert Campaign.objects.aggregate(total=Sum("daily_spend"))["total"] == expected

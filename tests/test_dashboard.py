@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 import time_machine
+from django.contrib.auth.models import Permission
 from django.http import StreamingHttpResponse
 from django.test import Client
 from django.urls import reverse
@@ -173,3 +174,26 @@ def test_budget_manager_cannot_reach_brands_without_permission_but_sees_the_ledg
     client.force_login(UserFactory.create(groups=["Budget managers"]))
 
     assert client.get(reverse("admin:ads_spendevent_export")).status_code == 200
+
+
+def test_export_with_bad_filters_goes_back_to_the_ledger(admin_client: Client) -> None:
+    response = admin_client.get(
+        reverse("admin:ads_spendevent_export"), {"occurred_at__year": "abc"}
+    )
+
+    assert response.status_code == 302
+    assert response["Location"].endswith("/admin/ads/spendevent/?e=1")
+
+
+def test_dashboard_shows_only_what_the_person_may_see(client: Client) -> None:
+    brand_spending("Over", "100")
+    user = UserFactory.create()
+    user.user_permissions.add(Permission.objects.get(codename="view_brand"))
+    client.force_login(user)
+
+    page = client.get(reverse("admin:index")).content.decode()
+
+    assert 'id="near-budget"' in page
+    assert 'id="recent-pauses"' not in page
+    assert 'id="alerts"' not in page
+    assert 'class="hour-chart"' not in page

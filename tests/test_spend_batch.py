@@ -187,3 +187,36 @@ def test_batch_task_records_and_rejects_without_retrying(caplog: pytest.LogCaptu
 
     assert list(SpendEvent.objects.values_list("idempotency_key", flat=True)) == ["t-1"]
     assert "row 1: idempotency_key: required for a queued spend" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("campaign_id,amount\n{pk},12,50\n", "line 2: more cells than the header has columns"),
+        ("campaign_id,amount\n\n{pk},abc\n", "line 3: amount: 'abc' is not a number"),
+        (
+            'campaign_id,amount,idempotency_key\n{pk},1,"two\nlines"\n{pk},x,k\n',
+            "line 4: amount: 'x' is not a number",
+        ),
+    ],
+)
+def test_command_names_the_real_line_and_refuses_extra_cells(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    campaign = CampaignFactory.create()
+    file = tmp_path / "spend.csv"
+    file.write_text(content.format(pk=campaign.pk))
+
+    with pytest.raises(CommandError) as error:
+        call_command("simulate_spend", "--file", str(file))
+
+    assert message in str(error.value)
+    assert not SpendEvent.objects.exists()
+
+
+def test_command_refuses_single_spend_options_with_a_file(tmp_path: Path) -> None:
+    file = tmp_path / "spend.csv"
+    file.write_text("campaign_id,amount\n1,1\n")
+
+    with pytest.raises(CommandError, match="--file takes everything from the file"):
+        call_command("simulate_spend", "--file", str(file), "--at", "2026-11-27T10:00")

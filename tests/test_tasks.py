@@ -276,3 +276,22 @@ def test_enqueue_spend_validates_now_and_sends_only_after_commit(
     assert len(key) == 32
     with pytest.raises(ValidationError, match="must be greater than zero"):
         tasks.enqueue_spend(campaign.pk, "-1")
+    with pytest.raises(ValidationError, match="no campaign with id 999999"):
+        tasks.enqueue_spend(999_999, "1")
+
+
+def test_a_queued_spend_is_dated_when_queued_not_when_a_worker_runs_it(
+    django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
+    time_machine: time_machine.TimeMachineFixture,
+) -> None:
+    campaign = CampaignFactory.create()
+    time_machine.move_to(local("UTC", "2026-11-27T23:59"), tick=False)
+    with django_capture_on_commit_callbacks() as callbacks:
+        tasks.enqueue_spend(campaign.pk, "10")
+    queued = callbacks[0].keywords  # type: ignore[attr-defined]  # a functools.partial
+
+    time_machine.move_to(local("UTC", "2026-11-28T00:03"), tick=False)
+    tasks.record_spend(**queued)
+
+    assert queued["occurred_at"] == "2026-11-27T23:59:00+00:00"
+    assert Brand.objects.get().current_daily_spend == 0  # it belongs to yesterday

@@ -13,6 +13,7 @@ from decimal import Decimal
 import pytest
 import redis
 from celery.contrib.testing.worker import start_worker
+from celery.signals import task_retry
 from celery.worker import WorkController, state
 from django.db import connections
 from django.utils import timezone
@@ -77,13 +78,23 @@ def test_queued_spends_are_recorded_exactly_once(worker: WorkController) -> None
 
 
 def test_bad_queued_spend_is_dropped_not_retried(worker: WorkController) -> None:
-    campaign = CampaignFactory.create()
-    tasks.record_spend.delay(campaign.pk, "-4", idempotency_key="bad-1")
-    tasks.record_spend.delay(campaign.pk, "4", idempotency_key="good-1")
+    retried: list[object] = []
 
-    wait_until(lambda: SpendEvent.objects.exists() and worker_idle(), "settle the queue")
+    def note_retry(request: object = None, **_: object) -> None:
+        retried.append(request)
+
+    task_retry.connect(note_retry, weak=False)
+    try:
+        campaign = CampaignFactory.create()
+        tasks.record_spend.delay(campaign.pk, "-4", idempotency_key="bad-1")
+        tasks.record_spend.delay(campaign.pk, "4", idempotency_key="good-1")
+
+        wait_until(lambda: SpendEvent.objects.exists() and worker_idle(), "settle the queue")
+    finally:
+        task_retry.disconnect(note_retry)
 
     assert list(SpendEvent.objects.values_list("idempotency_key", flat=True)) == ["good-1"]
+    assert retried == []
 
 
 def test_enforcement_task_runs_through_the_broker(worker: WorkController) -> None:

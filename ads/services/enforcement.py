@@ -8,7 +8,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from functools import partial
 from zoneinfo import ZoneInfo
 
 from django.core.mail import send_mail
@@ -339,31 +338,39 @@ def _raise_alerts(totals: Iterable[BrandTotals], *, at: datetime) -> list[Budget
         )  # fmt: skip
     mails = [(names[a.brand_id], a) for a in new if a.emailed_to]
     if mails:
-        transaction.on_commit(partial(_send_alert_mails, mails), robust=True)
+
+        def send_after_commit() -> None:  # a named function: on_commit logs its name
+            _send_alert_mails(mails)
+
+        transaction.on_commit(send_after_commit)
     return new
 
 
 def _send_alert_mails(mails: Sequence[tuple[str, BudgetAlert]]) -> None:
+    """Mail each new alert. The spend is committed by now: a mail server that fails
+    must not fail it, so each failure is logged and the next mail still goes out (the
+    alert itself stays on the dashboard)."""
     for brand_name, alert in mails:
-        paused = (
-            "Its campaigns are paused until the budget resets or is raised.\n"
-            if alert.threshold >= 100
-            else ""
-        )
-        send_mail(
-            subject=f"{brand_name}: {alert.threshold} % of the {alert.budget_kind} budget spent",
-            message=(
-                f"{brand_name} has spent {format_money(alert.spend)} of its "
-                f"{alert.budget_kind} budget of {format_money(alert.budget)} for {alert.period}.\n"
-                + (
-                    "Its campaigns are paused until the budget resets or is raised.\n"
-                    if paused
-                    else ""
-                )
-            ),
-            from_email=None,
-            recipient_list=[alert.emailed_to],
-        )
+        paused = alert.threshold >= 100
+        subject = f"{brand_name}: {alert.threshold} % of the {alert.budget_kind} budget spent"
+        try:
+            send_mail(
+                subject=subject,
+                message=(
+                    f"{brand_name} has spent {format_money(alert.spend)} of its "
+                    f"{alert.budget_kind} budget of {format_money(alert.budget)} for "
+                    f"{alert.period}.\n"
+                    + ("Its campaigns are paused until the budget resets or is raised.\n"
+                       if paused else "")
+                ),
+                from_email=None,
+                recipient_list=[alert.emailed_to],
+            )  # fmt: skip
+        except Exception as error:  # any mail failure: log it, keep going
+            logger.error(
+                "budget alert mail to %s failed (%s: %s); the alert is on the dashboard",
+                alert.emailed_to, type(error).__name__, error,
+            )  # fmt: skip
 
 
 def load_windows(schedule_ids: Iterable[int]) -> dict[int, list[Window]]:

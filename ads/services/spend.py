@@ -191,13 +191,14 @@ def record_spend_batch(
     *,
     source: str = SpendSource.CLI,
     at: datetime | None = None,
-    first_number: int = 1,
+    numbers: Sequence[int] | None = None,
     label: str = "row",
 ) -> BatchResult:
     """Record many spends in one transaction, with record_spend's guarantees.
 
     Every row is validated first; if any is bad, a ValidationError lists each bad
-    row by number ("row 3: amount: ...", or "line 4" for a file) and nothing is
+    row by its number (1, 2, ... unless `numbers` gives each row's own, such as the
+    line it starts on in a file: "line 4: amount: ...") and nothing is
     written. Keys already in the ledger, or repeated in the batch with the same spend,
     count once; reused for a different spend, they are an error. Counters move once
     per brand and campaign, and the brands' campaigns are evaluated once, at the end.
@@ -207,7 +208,8 @@ def record_spend_batch(
         raise invalid("events", f"at most {MAX_BATCH:,} spends per batch (got {len(events):,})")
     if source not in SpendSource.values:
         raise invalid("source", f"must be one of {', '.join(SpendSource.values)}")
-    spends, errors = _parse_batch(events, at=at, first_number=first_number, label=label)
+    numbers = numbers if numbers is not None else range(1, len(events) + 1)
+    spends, errors = _parse_batch(events, at=at, numbers=numbers, label=label)
     conflicts = 0  # errors that are keys reused for another spend
     first_of: dict[str, _Spend] = {}
     unique: list[_Spend] = []
@@ -271,11 +273,11 @@ def _row_error(label: str, number: int, reason: str) -> str:
 
 
 def _parse_batch(
-    events: Sequence[SpendInput], *, at: datetime, first_number: int, label: str
+    events: Sequence[SpendInput], *, at: datetime, numbers: Sequence[int], label: str
 ) -> tuple[list[_Spend], list[str]]:
     spends: list[_Spend] = []
     errors: list[str] = []
-    for number, event in enumerate(events, start=first_number):
+    for number, event in zip(numbers, events, strict=True):
         try:
             spends.append(
                 _Spend(

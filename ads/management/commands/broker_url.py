@@ -25,7 +25,9 @@ class Command(BaseCommand):
         url = settings.CELERY_BROKER_URL
         if not url.startswith(FALLBACK):
             try:
-                with Connection(url, connect_timeout=3) as connection:
+                # A read timeout too: a Redis that accepts and never answers must not hang.
+                options = {"socket_timeout": 3, "socket_connect_timeout": 3}
+                with Connection(url, connect_timeout=3, transport_options=options) as connection:
                     connection.ensure_connection(max_retries=1, timeout=3)
             except Exception as error:  # any failure to connect means: fall back
                 self.stderr.write(NO_BROKER.format(url=url, error=error))

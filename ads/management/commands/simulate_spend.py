@@ -33,6 +33,10 @@ FILE_COLUMNS = (
     "the file needs the columns campaign_id and amount (and may have occurred_at and "
     "idempotency_key) in its first line"
 )
+EXTRA_CELLS = (
+    "more cells than the header has columns (a decimal comma, like 12,50, needs quotes "
+    "or a point); nothing was recorded"
+)
 OPTION_NAMES = {"occurred_at": "--at", "idempotency_key": "--key"}
 
 
@@ -73,8 +77,12 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["file"]:
-            if options["campaign_id"] or options["amount"] or options["queue"]:
-                raise CommandError("give either campaign_id and amount, or --file, not both")
+            alone = ("campaign_id", "amount", "queue", "occurred_at", "idempotency_key")
+            if any(options[name] for name in alone):
+                raise CommandError(
+                    "--file takes everything from the file: give no campaign_id, amount, "
+                    "--at, --key or --queue with it"
+                )
             self.record_file(Path(options["file"]))
             return
         if options["campaign_id"] is None or options["amount"] is None:
@@ -95,28 +103,41 @@ class Command(BaseCommand):
         self.report(result)
 
     def record_file(self, path: Path) -> None:
+        rows: list[SpendInput] = []
+        lines: list[int] = []
         try:
             with path.open(newline="", encoding="utf-8-sig") as file:
-                reader = csv.DictReader(file)
-                if not {"campaign_id", "amount"} <= set(reader.fieldnames or ()):
+                reader = csv.reader(file)
+                header = next(reader, [])
+                if not {"campaign_id", "amount"} <= set(header):
                     raise CommandError(f"{path}: {FILE_COLUMNS}")
-                rows = [
-                    SpendInput(
-                        campaign_id=row.get("campaign_id"),
-                        amount=row.get("amount"),
-                        occurred_at=row.get("occurred_at") or None,
-                        idempotency_key=row.get("idempotency_key") or None,
+                while True:
+                    start = reader.line_num + 1  # a quoted cell may span lines
+                    cells = next(reader, None)
+                    if cells is None:
+                        break
+                    if not cells:  # a blank line
+                        continue
+                    if len(cells) > len(header):
+                        raise CommandError(f"{path}: line {start}: {EXTRA_CELLS}")
+                    row = dict(zip(header, cells, strict=False))
+                    lines.append(start)
+                    rows.append(
+                        SpendInput(
+                            campaign_id=row.get("campaign_id"),
+                            amount=row.get("amount"),
+                            occurred_at=row.get("occurred_at") or None,
+                            idempotency_key=row.get("idempotency_key") or None,
+                        )
                     )
-                    for row in reader
-                ]
         except (OSError, UnicodeDecodeError, csv.Error) as error:
             raise CommandError(f"{path}: cannot read it as CSV ({error})") from None
         try:
-            result = record_spend_batch(rows, source=SpendSource.CLI, first_number=2, label="line")
+            result = record_spend_batch(rows, source=SpendSource.CLI, numbers=lines, label="line")
         except ValidationError as error:
-            lines = error.message_dict.get("events") or [describe(error)]
+            bad = error.message_dict.get("events") or [describe(error)]
             raise CommandError(
-                f"{path}: nothing was recorded, because of these lines:\n  " + "\n  ".join(lines)
+                f"{path}: nothing was recorded, because of these lines:\n  " + "\n  ".join(bad)
             ) from None
         self.stdout.write(
             self.style.SUCCESS(
