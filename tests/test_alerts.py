@@ -5,8 +5,7 @@ from decimal import Decimal
 
 import pytest
 from django.core import mail
-from pytest_django import DjangoCaptureOnCommitCallbacks
-from pytest_django import Settings
+from pytest_django import DjangoCaptureOnCommitCallbacks, Settings
 
 from ads.models import Brand, BudgetAlert, SpendEvent
 from ads.services import record_spend, save_brand
