@@ -224,3 +224,24 @@ def test_openapi_document_and_local_docs(client: Client) -> None:
     assert {"/api/v1/spend", "/api/v1/brands", "/api/v1/health"} <= set(schema["paths"])
     assert "cdn" not in docs.lower()
     assert "/static/ninja/" in docs
+
+
+def test_a_key_made_in_the_admin_is_shown_once_stored_hashed_and_revocable(
+    admin_client: Client, campaign: Campaign
+) -> None:
+    response = admin_client.post(
+        "/admin/ads/apikey/add/", {"name": "Google Ads feed", "brands": [campaign.brand_id]},
+        follow=True,
+    )  # fmt: skip
+    shown = next(str(m) for m in response.context["messages"] if "Copy this key" in str(m))
+    key = shown.rsplit(" ", 1)[1]
+    api_key = ApiKey.objects.get()
+
+    assert key.startswith(f"abg_{api_key.prefix}_")
+    assert key.split("_", 2)[2] not in api_key.secret_hash
+    assert get(Client(), key, "/api/v1/brands")[0] == 200
+    assert key not in admin_client.get(f"/admin/ads/apikey/{api_key.pk}/change/").content.decode()
+
+    admin_client.post("/admin/ads/apikey/", {"action": "revoke", "_selected_action": [api_key.pk]})
+
+    assert get(Client(), key, "/api/v1/brands")[0] == 401
