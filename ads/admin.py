@@ -34,8 +34,8 @@ from ads.models import (
 from ads.money import format_money
 from ads.rules import (
     WEEKDAY_NAMES,
-    PauseReason,
     next_schedule_change,
+    reasons_label,
     schedule_allows,
     schedule_summary,
     weekday_mask,
@@ -111,7 +111,7 @@ class CampaignInline(admin.TabularInline[Campaign, Brand]):
 
     @admin.display(description="pause reasons")
     def reasons(self, obj: Campaign) -> str:
-        return ", ".join(PauseReason(r).label for r in obj.pause_reasons) or "-"
+        return reasons_label(obj.pause_reasons)
 
 
 @admin.register(Brand)
@@ -254,7 +254,7 @@ class CampaignAdmin(admin.ModelAdmin[Campaign]):
 
     @admin.display(description="pause reasons")
     def reasons(self, obj: Campaign) -> str:
-        return ", ".join(PauseReason(r).label for r in obj.pause_reasons) or "-"
+        return reasons_label(obj.pause_reasons)
 
     @admin.display(description="schedule now")
     def schedule_now(self, obj: Campaign) -> str:

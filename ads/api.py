@@ -10,6 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection
 from django.db.models import QuerySet
@@ -327,8 +328,6 @@ def health(request: HttpRequest) -> Status[object]:
             cursor.execute("SELECT 1")
     except Exception as error:  # any failure means: not reachable
         status["database"] = f"unreachable: {type(error).__name__}"
-    from django.conf import settings
-
     try:
         with Connection(settings.CELERY_BROKER_URL, connect_timeout=2) as broker:
             broker.ensure_connection(max_retries=1, timeout=2)

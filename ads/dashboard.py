@@ -1,7 +1,7 @@
 """Read-only views of the data for people: budget standing, recent pauses, spend per
 hour, periodic task runs. Used by the admin; nothing here writes."""
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -20,6 +20,7 @@ from ads.rules import (
     band,
     day_bounds,
     elapsed_share,
+    left,
     local_date,
     month_bounds,
     month_start,
@@ -44,7 +45,7 @@ class Standing:
 
     @property
     def left(self) -> Decimal:
-        return max(self.budget - self.spend, Decimal(0))
+        return left(self.spend, self.budget)
 
     @property
     def left_text(self) -> str:
@@ -191,10 +192,6 @@ def dashboard(at: datetime, *, can_view: Callable[[str], bool]) -> dict[str, obj
     if can_view("django_celery_beat.view_periodictask"):
         context["periodic_tasks"] = periodic_task_runs()
     return context
-
-
-def reasons_text(codes: Iterable[str]) -> str:
-    return ", ".join(PauseReason(code).label for code in codes) or "-"
 
 
 def _when(instant: datetime, zone: ZoneInfo) -> str:

@@ -10,7 +10,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.expressions import Combinable, Expression
 
 from ads.money import BUDGET_DECIMAL_PLACES, MAX_BUDGET, MICRO, MoneyField, from_micros
-from ads.rules import EVERY_DAY, PauseReason, Window
+from ads.rules import EVERY_DAY, PauseReason, Window, left
 
 # The largest value a micros counter can hold: counters sum many spends.
 MAX_COUNTER = from_micros(2**63 - 1).quantize(MICRO)
@@ -172,11 +172,7 @@ class Brand(models.Model):
 
     @property
     def daily_left(self) -> Decimal:
-        return max(self.daily_budget - self.current_daily_spend, Decimal(0))
-
-    @property
-    def monthly_left(self) -> Decimal:
-        return max(self.monthly_budget - self.current_monthly_spend, Decimal(0))
+        return left(self.current_daily_spend, self.daily_budget)
 
 
 class Campaign(models.Model):
@@ -225,7 +221,7 @@ class Campaign(models.Model):
     def daily_left(self) -> Decimal | None:
         if self.daily_budget is None:
             return None
-        return max(self.daily_budget - self.daily_spend, Decimal(0))
+        return left(self.daily_spend, self.daily_budget)
 
 
 class SpendSource(models.TextChoices):

@@ -24,15 +24,6 @@ class PauseReason(models.TextChoices):
     OUTSIDE_SCHEDULE = "outside_schedule", "Outside its schedule"
 
 
-BUDGET_REASONS = frozenset(
-    {
-        PauseReason.BRAND_MONTHLY_BUDGET,
-        PauseReason.BRAND_DAILY_BUDGET,
-        PauseReason.CAMPAIGN_DAILY_BUDGET,
-    }
-)
-
-
 @dataclass(frozen=True, slots=True)
 class CampaignFacts:
     """Everything the state rule needs about one campaign and its brand, now."""
@@ -51,6 +42,16 @@ class CampaignFacts:
 def exhausted(spend: Decimal, budget: Decimal) -> bool:
     """A budget is used up once spend reaches it; a budget of 0 allows nothing."""
     return spend >= budget
+
+
+def left(spend: Decimal, budget: Decimal) -> Decimal:
+    """What a budget still allows; never negative, though spend can pass the budget."""
+    return max(budget - spend, Decimal(0))
+
+
+def reasons_label(reasons: Iterable[str]) -> str:
+    """'Brand daily budget exhausted, Outside its schedule', or '-' for none."""
+    return ", ".join(PauseReason(code).label for code in reasons) or "-"
 
 
 def pause_reasons(facts: CampaignFacts) -> tuple[PauseReason, ...]:

@@ -31,6 +31,7 @@ from ads.rules import (
     Window,
     day_bounds,
     describe_transition,
+    left,
     local_date,
     month_bounds,
     month_start,
@@ -70,7 +71,7 @@ class CampaignState:
     def daily_left(self) -> Decimal | None:
         if self.daily_budget is None:
             return None
-        return max(self.daily_budget - self.daily_spend, Decimal(0))
+        return left(self.daily_spend, self.daily_budget)
 
     @property
     def transition(self) -> str:
@@ -93,11 +94,11 @@ class BrandTotals:
 
     @property
     def daily_left(self) -> Decimal:
-        return max(self.daily_budget - self.daily_spend, Decimal(0))
+        return left(self.daily_spend, self.daily_budget)
 
     @property
     def monthly_left(self) -> Decimal:
-        return max(self.monthly_budget - self.monthly_spend, Decimal(0))
+        return left(self.monthly_spend, self.monthly_budget)
 
     @classmethod
     def of(cls, brand: Brand) -> "BrandTotals":

@@ -9,7 +9,7 @@ from kombu.exceptions import OperationalError
 
 from ads.models import SpendSource
 from ads.money import format_money
-from ads.rules import PauseReason
+from ads.rules import PauseReason, reasons_label
 from ads.services import (
     CampaignState,
     SpendInput,
@@ -22,7 +22,7 @@ from ads.validation import describe
 
 
 def reasons_text(reasons: tuple[PauseReason, ...]) -> str:
-    return ", ".join(PauseReason(r).label.lower() for r in reasons)
+    return reasons_label(reasons).lower() if reasons else ""
 
 
 BROKER_DOWN = (
