@@ -139,21 +139,28 @@ CELERY_BROKER_URL: str = env.str("CELERY_BROKER_URL", default="redis://localhost
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_TIMEOUT = 5
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
-    # Redis redelivers a message not acknowledged within this many seconds. It must be
-    # longer than any task runs (time limits below) and any retry countdown.
-    "visibility_timeout": 3600,
+    # Redis hands a message that was taken but never acknowledged (its worker machine
+    # died) to another worker after this many seconds, so it bounds how late a spend
+    # queued on a crashed worker is recorded. Longer than the hard time limit and the
+    # longest retry countdown (60 s); a task that outlives it may run twice, which
+    # idempotent tasks make harmless.
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=300),
+    # Workers look for such messages every interval × throttle seconds (30 s).
+    "unacked_restore_interval": env.int("CELERY_UNACKED_RESTORE_INTERVAL", default=10),
+    "unacked_restore_throttle": 3,
     "socket_timeout": 5,
     "socket_connect_timeout": 5,
 }
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # One-machine fallback for `make run` without Redis (see ads/management/commands/broker_url.py).
     BROKER_DIR = VAR_DIR / "broker"
-    for folder in ("queue", "processed"):
+    for folder in ("queue", "processed", "control"):
         (BROKER_DIR / folder).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
         "processed_folder": str(BROKER_DIR / "processed"),
+        "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
     }
 CELERY_TASK_ACKS_LATE = True
