@@ -15,6 +15,7 @@ from celery import Task, shared_task
 from django.core.exceptions import ValidationError
 from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
+from kombu.exceptions import OperationalError as KombuOperationalError
 
 from ads import services
 from ads.models import Campaign, SpendSource
@@ -146,8 +147,28 @@ def enqueue_spend(
         # Dated now, not when a worker gets to it: a backlog must not shift period.
         "occurred_at": parse_occurred_at(occurred_at, at=at).isoformat(),
     }
-    transaction.on_commit(partial(record_spend.delay, **arguments))
+    transaction.on_commit(partial(_publish, arguments))
     return key
+
+
+class SpendNotQueued(KombuOperationalError):
+    """The broker did not take a spend; nothing was queued or recorded."""
+
+
+# Bounded, so a caller with the broker down gets an error in seconds, not a hang:
+# 3 attempts over about 1.5 s, each connect or send bounded by the socket timeouts.
+PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0.5, "interval_step": 0.5, "interval_max": 1}
+
+
+def _publish(arguments: dict[str, object]) -> None:
+    try:
+        record_spend.apply_async(kwargs=arguments, retry=True, retry_policy=PUBLISH_RETRY)
+    except KombuOperationalError as error:
+        key = arguments["idempotency_key"]
+        raise SpendNotQueued(
+            f"spend {key} was not queued: the message broker did not answer ({error}). "
+            f"Nothing was recorded; send it again with the same idempotency key {key}"
+        ) from error
 
 
 @task("ads.record_spend_batch")

@@ -195,10 +195,16 @@ def _roll_over(brands: Iterable[Brand], *, at: datetime) -> list[int]:
         Brand.objects.filter(pk__in=ids).exclude(counters_month=first_day).update(
             current_monthly_spend=_ledger_sum("brand", start, end), counters_month=first_day
         )
-    rolled = sorted({pk for ids in [*stale_days.values(), *stale_months.values()] for pk in ids})
-    if rolled:
-        logger.info("counters rolled into a new period for brands %s", rolled)
-    return rolled
+    # The brands are locked, so these lists are exactly the rows the updates moved: one
+    # line per brand and period, whoever (spend, reset, enforcement) got there first.
+    for (zone_name, day), ids in stale_days.items():
+        logger.info("daily counters rolled into %s (%s) for brands %s", day, zone_name, ids)
+    for (zone_name, first_day), ids in stale_months.items():
+        logger.info(
+            "monthly counters rolled into %s (%s) for brands %s",
+            first_day.strftime("%Y-%m"), zone_name, ids,
+        )  # fmt: skip
+    return sorted({pk for ids in [*stale_days.values(), *stale_months.values()] for pk in ids})
 
 
 _CAMPAIGN_COLUMNS = (
