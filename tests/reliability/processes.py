@@ -165,7 +165,7 @@ def start_celery(
         "RELIABILITY_CLOCK_OFFSET": str(offset),
         "PYTHONUNBUFFERED": "1",
     }
-    with log.open("ab") as out:
+    with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "tests.reliability.clocked", "celery",
              "-A", "ad_budget_project", *args],

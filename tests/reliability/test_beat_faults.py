@@ -1,0 +1,115 @@
+"""Two Beats at once, and Beat down across a local midnight and a month end
+(issue 8, scenario 8).
+
+Real Beat and worker processes run on a shared virtual clock (tests/reliability/
+clocked.py) set seconds before midnight of 30 November, with the reset tasks every
+second instead of every 15 minutes, so many schedule periods pass in a few seconds.
+Every reset run after the first finds nothing to do and logs so; the effective ones
+are counted from the roll-over lines each brand and period gets exactly once.
+"""
+
+import re
+import time
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+import time_machine
+from django.utils import timezone
+
+from ads.models import Brand, Campaign, CampaignStatusChange
+from ads.services import record_spend
+from tests.factories import BrandFactory, CampaignFactory
+from tests.reliability.invariants import assert_invariants, snapshot_ledger
+from tests.reliability.processes import Program, programs, redis_server, start_beat, start_worker
+from tests.reliability.test_worker_faults import every_second
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+BEFORE_MIDNIGHT = datetime(2026, 11, 30, 23, 59, 54, tzinfo=UTC)  # month end in UTC
+NEW_YORK_1AM = datetime(2026, 12, 1, 6, 0, tzinfo=UTC)  # an hour after its midnight
+RUN_SECONDS = 12
+
+
+def run_phase(prefix: str, start: datetime, broker: str, started: list[Program]) -> list[Program]:
+    """Two Beats and a worker on a clock that reads `start` now, for RUN_SECONDS."""
+    offset = start.timestamp() - time_machine.escape_hatch.time.time()  # real, not travelled
+    phase = [
+        start_worker(f"{prefix}-worker", broker=broker, offset=offset),
+        start_beat(f"{prefix}-beat-1", broker=broker, offset=offset),
+        start_beat(f"{prefix}-beat-2", broker=broker, offset=offset),
+    ]
+    started += phase
+    time.sleep(RUN_SECONDS)  # real processes on their own clocks: there is no time to freeze
+    for program in phase:
+        program.stop()
+    return phase
+
+
+def rolled(logs: str, kind: str, period: str, zone: str) -> list[str]:
+    """Brand ids in the roll-over lines of one kind, period and zone, one per roll-over."""
+    lines = re.findall(
+        rf"{kind} counters rolled into {period} \({zone}\) for brands \[([\d, ]+)\]", logs
+    )
+    return [pk.strip() for line in lines for pk in line.split(",")]
+
+
+def test_two_beats_and_a_beat_outage_give_one_effective_reset_per_brand_and_period(
+    time_machine: time_machine.TimeMachineFixture,
+) -> None:
+    time_machine.move_to(BEFORE_MIDNIGHT, tick=True)
+    every_second("ads.reset_daily_budgets", "ads.reset_monthly_budgets")
+    zones = {"UTC": "UTC", "Lisbon": "Europe/Lisbon", "New York": "America/New_York"}
+    brands = {
+        name: BrandFactory.create(
+            name=name, timezone=zone, daily_budget=Decimal(10), monthly_budget=Decimal(1000)
+        )
+        for name, zone in zones.items()
+    }
+    Brand.objects.filter(name="Lisbon").update(
+        monthly_budget=Decimal(10), daily_budget=Decimal(100)
+    )
+    campaigns = {name: CampaignFactory.create(brand=brand) for name, brand in brands.items()}
+    for name, campaign in campaigns.items():  # each paused for budget before midnight
+        record_spend(campaign.pk, "10", idempotency_key=f"spend-{name}", at=timezone.now())
+    assert not Campaign.objects.filter(is_active=True).exists()
+    before = snapshot_ledger()
+
+    with redis_server() as redis, programs() as started:
+        first = run_phase("beats", BEFORE_MIDNIGHT, redis.url, started)
+        # Beat (and the worker) down from 00:00:06 UTC to 06:00: New York's midnight passes.
+        time_machine.move_to(NEW_YORK_1AM, tick=True)
+        second = run_phase("after-outage", NEW_YORK_1AM, redis.url, started)
+        logs = "".join(program.text() for program in started)
+
+    ids = {name: str(brand.pk) for name, brand in brands.items()}
+    assert rolled(logs, "daily", "2026-12-01", "UTC") == [ids["UTC"]]
+    assert rolled(logs, "monthly", "2026-12", "UTC") == [ids["UTC"]]
+    assert rolled(logs, "daily", "2026-12-01", "Europe/Lisbon") == [ids["Lisbon"]]
+    assert rolled(logs, "monthly", "2026-12", "Europe/Lisbon") == [ids["Lisbon"]]
+    assert rolled(logs, "daily", "2026-12-01", "America/New_York") == [ids["New York"]]
+    assert rolled(logs, "monthly", "2026-12", "America/New_York") == [ids["New York"]]
+    assert "daily counters rolled into 2026-12-02" not in logs
+    beats = [p for p in [*first, *second] if "-beat-" in p.name]
+    sent = {p.name: p.count(r"Sending due task reset-daily-budgets") for p in beats}
+    assert all(n >= 3 for name, n in sent.items())
+    no_op = len(
+        re.findall(r"reset_(daily|monthly)_budgets: 0 campaign state change\(s\), 0 brand", logs)
+    )
+    assert no_op >= 10  # the duplicates, each harmless and logged
+    resumed = CampaignStatusChange.objects.filter(new_is_active=True)
+    assert sorted(resumed.values_list("campaign_id", flat=True)) == sorted(
+        c.pk for c in campaigns.values()
+    )
+    assert set(resumed.values_list("actor", flat=True)) <= {
+        "reset_daily_budgets",
+        "reset_monthly_budgets",
+    }
+    report = assert_invariants(
+        at=timezone.now(), accepted_keys=[f"spend-{n}" for n in campaigns], before=before
+    )
+    print(
+        f"\nscenario 8: Beats sent reset-daily-budgets {sent}; {no_op} duplicate reset runs "
+        f"logged as no-ops; 6 roll-overs (3 brands x day and month), one each; "
+        f"{resumed.count()} campaigns resumed once; {report}"
+    )
