@@ -353,3 +353,17 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+
+class WorkerPing(models.Model):
+    """A round trip through the broker to a worker and back through the database, made by
+    `manage.py health`: a worker that answers can take tasks and write, not only talk
+    to the broker."""
+
+    token = models.CharField(max_length=64, unique=True)
+    sent_at = models.DateTimeField()
+    answered_at = models.DateTimeField(null=True)
+    worker = models.CharField(max_length=200, blank=True)
+
+    def __str__(self) -> str:
+        return f"ping {self.token} ({'answered' if self.answered_at else 'waiting'})"

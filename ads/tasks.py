@@ -18,7 +18,7 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
 
 from ads import services
-from ads.models import Campaign, SpendSource
+from ads.models import Campaign, SpendSource, WorkerPing
 from ads.validation import (
     CAMPAIGN_UNKNOWN,
     describe,
@@ -93,6 +93,14 @@ def reconcile_spend_counters() -> None:
         "reconcile_spend_counters: %d counter(s) repaired, %d campaign state change(s)",
         len(result.drifts), len(result.changes),
     )  # fmt: skip
+
+
+@shared_task(name="ads.ping", bind=True, ignore_result=True)
+def ping(self: Task[[str], None], token: str) -> None:
+    """Answer `manage.py health`: proves this worker takes tasks and reaches the database."""
+    WorkerPing.objects.filter(token=token, answered_at=None).update(
+        answered_at=timezone.now(), worker=self.request.hostname or ""
+    )
 
 
 @task("ads.record_spend")

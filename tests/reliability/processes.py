@@ -44,6 +44,12 @@ def free_port() -> int:
         return port
 
 
+def closed_port() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"redis://127.0.0.1:{sock.getsockname()[1]}/0"  # nobody listens once closed
+
+
 def database_url() -> str:
     """The URL of the database this test runs against, for child processes."""
     db = connection.settings_dict

@@ -30,6 +30,7 @@ from tests.reliability.invariants import assert_invariants, snapshot_ledger
 from tests.reliability.processes import (
     ROOT,
     Program,
+    closed_port,
     database_url,
     programs,
     redis_server,
@@ -231,12 +232,6 @@ def silent_broker() -> Iterator[str]:
     thread.join()
     for connection in [*held, server]:
         connection.close()
-
-
-def closed_port() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"redis://127.0.0.1:{sock.getsockname()[1]}/0"  # nobody listens once closed
 
 
 @pytest.mark.parametrize("broker", ["down", "hung"])
