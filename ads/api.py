@@ -23,11 +23,11 @@ from ninja.security import APIKeyHeader
 from ads.api_keys import check_key
 from ads.dashboard import standing
 from ads.health import broker, database
-from ads.models import ApiKey, Brand, Campaign, SpendSource
+from ads.models import ApiKey, Brand, Campaign, SpendEvent, SpendSource
 from ads.money import canonical
 from ads.rules import next_schedule_change, schedule_summary
 from ads.services import MAX_BATCH, CampaignState, SpendInput, record_spend_batch
-from ads.validation import MAX_ID, SpendConflict, describe
+from ads.validation import MAX_ID, MAX_KEY_LENGTH, SpendConflict, describe
 
 logger = logging.getLogger(__name__)
 
@@ -160,6 +160,56 @@ def post_spend(request: HttpRequest, payload: SpendIn | SpendBatchIn) -> Status[
                 for n, (e, status) in enumerate(zip(events, result.outcomes, strict=True))
             ],
             "state_changes": [state_change(s) for s in result.changes],
+        },
+    )
+
+
+class SpendLookup(Schema):
+    idempotency_key: str = Field(min_length=1, max_length=MAX_KEY_LENGTH)
+
+
+class SpendEventOut(Schema):
+    idempotency_key: str
+    campaign_id: int
+    brand_id: int
+    amount: Money
+    occurred_at: datetime
+    recorded_at: datetime
+    source: str
+
+
+NOT_RECORDED = (
+    "idempotency_key: no spend is recorded with this key; send the spend again with the "
+    "same key (safe: a key is recorded once)"
+)
+
+
+@api.get(
+    "/spend",
+    response={200: SpendEventOut, 400: ErrorOut, 401: ErrorOut, 404: ErrorOut, 422: ErrorOut},
+    summary="Look a spend up by its idempotency key",
+)
+def get_spend(request: HttpRequest, lookup: Query[SpendLookup]) -> Status[object]:
+    """How a producer finds out whether a spend it sent (or queued) was recorded."""
+    unknown = sorted(set(request.GET) - set(SpendLookup.model_fields))
+    if unknown:
+        return Status(422, {"detail": [f"query.{name}: unknown parameter" for name in unknown]})
+    event = SpendEvent.objects.filter(
+        idempotency_key=lookup.idempotency_key,
+        brand__in=visible_brands(request.auth),  # type: ignore[attr-defined]  # set by KeyAuth
+    ).first()
+    if event is None:
+        return Status(404, {"detail": [NOT_RECORDED]})
+    return Status(
+        200,
+        {
+            "idempotency_key": event.idempotency_key,
+            "campaign_id": event.campaign_id,
+            "brand_id": event.brand_id,
+            "amount": money(event.amount),
+            "occurred_at": event.occurred_at,
+            "recorded_at": event.recorded_at,
+            "source": event.source,
         },
     )
 

@@ -90,6 +90,37 @@ def test_duplicate_keys_are_idempotent(client: Client, key: str, campaign: Campa
     assert Brand.objects.get().current_daily_spend == Decimal("1.50")
 
 
+def test_a_producer_looks_a_spend_up_by_its_key(
+    client: Client, key: str, campaign: Campaign
+) -> None:
+    post(client, key, {"campaign_id": campaign.pk, "amount": "1.50", "idempotency_key": "o/1 x"})
+    other_brand = make_key(CampaignFactory.create().brand)
+
+    found = get(client, key, "/api/v1/spend?idempotency_key=o/1%20x")
+    missing = get(client, key, "/api/v1/spend?idempotency_key=o-2")
+    hidden = get(client, other_brand, "/api/v1/spend?idempotency_key=o/1%20x")
+    misspelt = get(client, key, "/api/v1/spend?key=o-2")
+
+    assert found == (
+        200,
+        {
+            "idempotency_key": "o/1 x",
+            "campaign_id": campaign.pk,
+            "brand_id": campaign.brand_id,
+            "amount": "1.50",
+            "occurred_at": "2026-11-27T12:00:00Z",
+            "recorded_at": "2026-11-27T12:00:00Z",
+            "source": "api",
+        },
+    )
+    assert missing[0] == hidden[0] == 404
+    assert missing[1]["detail"] == [
+        "idempotency_key: no spend is recorded with this key; send the spend again with the "
+        "same key (safe: a key is recorded once)"
+    ]
+    assert misspelt[0] == 422
+
+
 def test_same_key_with_another_amount_is_a_409_and_changes_nothing(
     client: Client, key: str, campaign: Campaign
 ) -> None:
