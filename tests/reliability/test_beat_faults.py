@@ -24,7 +24,7 @@ from tests.reliability.invariants import assert_invariants, snapshot_ledger
 from tests.reliability.processes import Program, programs, redis_server, start_beat, start_worker
 from tests.reliability.test_worker_faults import every_second
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 BEFORE_MIDNIGHT = datetime(2026, 11, 30, 23, 59, 54, tzinfo=UTC)  # month end in UTC
 NEW_YORK_1AM = datetime(2026, 12, 1, 6, 0, tzinfo=UTC)  # an hour after its midnight

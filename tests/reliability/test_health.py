@@ -18,7 +18,7 @@ from tests.reliability.processes import (
     start_worker,
 )
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
 def health(*args: str, **env: str) -> tuple[subprocess.CompletedProcess[str], float]:

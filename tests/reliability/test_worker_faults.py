@@ -41,7 +41,7 @@ from tests.reliability.processes import (
     wait_until,
 )
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 # Taken-but-unacknowledged messages of a dead worker come back after 10 s, looked for
 # every 3 s (production: 300 s and 30 s; see settings).
