@@ -5,12 +5,14 @@ typed arguments, calls a service or a read-only view, and reports. Money travels
 decimal strings, never JSON numbers; times as ISO-8601 with an offset.
 """
 
+import json
 import logging
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
 from django.core.exceptions import ValidationError
+from django.db import InterfaceError, OperationalError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
@@ -63,12 +65,55 @@ class ErrorOut(Schema):
 
 @api.exception_handler(NinjaValidationError)
 def invalid_request(request: HttpRequest, error: NinjaValidationError) -> HttpResponse:
-    """Malformed requests answer like the rest: 422 with one line per field and reason."""
-    lines = [
-        f"{'.'.join(str(part) for part in e.get('loc', ()))}: {e.get('msg', 'invalid')}"
-        for e in error.errors
-    ]
+    """Malformed requests answer like the rest: 422 with one line per field and reason,
+    spend bodies in the services' words ("index 3: amount: ...")."""
+    batch = _is_batch(request)
+    lines = []
+    for e in error.errors:
+        # Pydantic names the validator it ran inside the union ("function-wrap[...]").
+        loc = [str(part) for part in e.get("loc", ()) if "[" not in str(part)]
+        msg = e.get("msg", "invalid")
+        if loc[:2] != ["body", "payload"] or batch is None:
+            lines.append(f"{'.'.join(loc)}: {msg}")
+            continue
+        # The body is one spend or a batch; report only against the shape it has.
+        field = loc[2:]
+        if batch != (field[:1] == ["events"]):
+            continue
+        if batch and len(field) >= 3:
+            lines.append(f"index {field[1]}: {'.'.join(field[2:])}: {msg}")
+        else:
+            lines.append(f"{'.'.join(field)}: {msg}")
     return api.create_response(request, {"detail": lines}, status=422)
+
+
+def _is_batch(request: HttpRequest) -> bool | None:
+    """Whether a spend body is a batch (has "events"); None when it is not an object."""
+    if request.method != "POST" or not request.path.endswith("/spend"):
+        return None
+    try:
+        body = json.loads(request.body)
+    except ValueError:
+        return None
+    return "events" in body if isinstance(body, dict) else None
+
+
+DATABASE_BUSY = (
+    "database: busy or unreachable, so the request may not have been recorded; send it "
+    "again as it was (each idempotency_key is recorded once)"
+)
+
+
+@api.exception_handler(OperationalError)
+@api.exception_handler(InterfaceError)
+def database_busy(request: HttpRequest, error: Exception) -> HttpResponse:
+    """A lock wait that timed out or a lost connection. The transaction was rolled back
+    (or, if the connection died while committing, may have gone through): either way
+    the same request again is safe."""
+    logger.warning("%s %s: database error, answered 503: %s", request.method, request.path, error)
+    response = api.create_response(request, {"detail": [DATABASE_BUSY]}, status=503)
+    response["Retry-After"] = "1"
+    return response
 
 
 Id = Annotated[int, PathParam(ge=1, le=MAX_ID)]
@@ -78,13 +123,23 @@ Id = Annotated[int, PathParam(ge=1, le=MAX_ID)]
 
 
 class SpendIn(Schema):
-    campaign_id: int = Field(ge=1, le=MAX_ID)
+    # Strict: JSON true or "1.0" is not campaign 1.
+    campaign_id: int = Field(ge=1, le=MAX_ID, strict=True)
     amount: str = Field(
         description="Decimal string, up to 6 places, e.g. '12.50'",
         max_length=64,
         examples=["12.50"],
     )
-    occurred_at: datetime | None = Field(None, description="Default: now. At most 5 minutes ahead.")
+    # Text, parsed by the services like every other interface's: a JSON number is not
+    # read as a Unix time.
+    occurred_at: str | None = Field(
+        None,
+        max_length=64,
+        description="ISO-8601 with an offset (without one, UTC). Default: now. At most 5 "
+        "minutes ahead, at most 400 days back.",
+        examples=["2026-11-27T14:30:00+00:00"],
+        json_schema_extra={"format": "date-time"},
+    )
     idempotency_key: str = Field(min_length=1, max_length=255)
 
 
@@ -125,6 +180,7 @@ def visible_brands(api_key: ApiKey) -> QuerySet[Brand]:
         404: ErrorOut,
         409: ErrorOut,
         422: ErrorOut,
+        503: ErrorOut,
     },
     summary="Record one spend or a batch (all or nothing)",
 )
