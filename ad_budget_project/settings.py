@@ -89,7 +89,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # a write. WAL lets readers (the admin) run while a spend is being written.
     DATABASES["default"]["OPTIONS"] = {
         "transaction_mode": "IMMEDIATE",
-        "timeout": 20,
+        "timeout": env.float("SQLITE_TIMEOUT", default=20),  # seconds to wait for the lock
         "init_command": "PRAGMA journal_mode=WAL;",
     }
     # A file, not the in-memory default, so tests can spread work over OS processes.

@@ -1,11 +1,13 @@
 import csv
+import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from kombu.exceptions import OperationalError
+from django.db import InterfaceError, OperationalError
+from kombu.exceptions import OperationalError as BrokerError
 
 from ads.models import SpendSource
 from ads.money import format_money
@@ -18,7 +20,7 @@ from ads.services import (
     record_spend_batch,
 )
 from ads.tasks import enqueue_spend
-from ads.validation import describe
+from ads.validation import describe, parse_idempotency_key
 
 
 def reasons_text(reasons: tuple[PauseReason, ...]) -> str:
@@ -37,6 +39,14 @@ EXTRA_CELLS = (
     "more cells than the header has columns (a decimal comma, like 12,50, needs quotes "
     "or a point); nothing was recorded"
 )
+DATABASE_BUSY = (
+    "the database was busy or did not answer ({error}), so the spend may not have been "
+    "recorded. Run the command again with --key {key}: a key is recorded once"
+)
+FILE_DATABASE_BUSY = (
+    "the database was busy or did not answer ({error}), so the file may not have been "
+    "recorded. Run the command again: rows with an idempotency_key are recorded once"
+)
 OPTION_NAMES = {"occurred_at": "--at", "idempotency_key": "--key"}
 
 
@@ -47,6 +57,11 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
+        # argparse takes "-Infinity" or "-1e5" for an unknown option, so the amount check
+        # never sees it; this command has no option that looks like a number.
+        setattr(  # noqa: B010  # the attribute is argparse's, undocumented
+            parser, "_negative_number_matcher", re.compile(r"^-(\d|\.\d|inf|nan|snan)", re.I)
+        )
         parser.add_argument("campaign_id", nargs="?", help="id of the campaign that spent")
         parser.add_argument(
             "amount", nargs="?", help="amount spent, a decimal with up to 6 places: 12.50"
@@ -91,15 +106,19 @@ class Command(BaseCommand):
             self.queue(options)
             return
         try:
+            # Made here when not given, so a failed attempt can say which key to repeat.
+            key = parse_idempotency_key(options["idempotency_key"])
             result = record_spend(
                 options["campaign_id"],
                 options["amount"],
                 occurred_at=options["occurred_at"],
-                idempotency_key=options["idempotency_key"],
+                idempotency_key=key,
                 source=SpendSource.CLI,
             )
         except ValidationError as error:
             raise CommandError(describe(error, OPTION_NAMES)) from None
+        except (OperationalError, InterfaceError) as error:
+            raise CommandError(DATABASE_BUSY.format(error=error, key=key)) from None
         self.report(result)
 
     def record_file(self, path: Path) -> None:
@@ -134,6 +153,8 @@ class Command(BaseCommand):
             raise CommandError(f"{path}: cannot read it as CSV ({error})") from None
         try:
             result = record_spend_batch(rows, source=SpendSource.CLI, numbers=lines, label="line")
+        except (OperationalError, InterfaceError) as error:
+            raise CommandError(f"{path}: {FILE_DATABASE_BUSY.format(error=error)}") from None
         except ValidationError as error:
             bad = error.message_dict.get("events") or [describe(error)]
             raise CommandError(
@@ -157,7 +178,7 @@ class Command(BaseCommand):
             )
         except ValidationError as error:
             raise CommandError(describe(error, OPTION_NAMES)) from None
-        except OperationalError as error:  # kombu's: the broker did not answer
+        except BrokerError as error:  # the broker did not answer
             raise CommandError(BROKER_DOWN.format(error=error)) from None
         self.stdout.write(
             f"Queued spend of {options['amount']} on campaign {options['campaign_id']} "
