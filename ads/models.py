@@ -1,6 +1,7 @@
 from collections.abc import Iterable
 from datetime import time
 from decimal import Decimal
+from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo, available_timezones
 
@@ -18,8 +19,20 @@ MAX_COUNTER = from_micros(2**63 - 1).quantize(MICRO)
 TIMEZONE_UNKNOWN = "{value} is not a known IANA time zone (for example Europe/Paris or UTC)"
 
 
+@cache
+def brand_zones() -> frozenset[str]:
+    """IANA zones a brand can be in: not the host's own `localtime` (it differs between
+    machines), tzdata's `Factory` or the `posix/` and `right/` copies."""
+    return frozenset(
+        zone
+        for zone in available_timezones()
+        if zone not in {"localtime", "Factory", "posixrules"}
+        and not zone.startswith(("posix/", "right/"))
+    )
+
+
 def validate_timezone(value: str) -> None:
-    if value not in available_timezones():
+    if value not in brand_zones():
         raise ValidationError(TIMEZONE_UNKNOWN.format(value=repr(value)), code="invalid")
 
 
@@ -65,7 +78,8 @@ WEEKDAYS_EMPTY = "choose at least one weekday"
 
 def validate_quarter_hour(value: time) -> None:
     if value.minute % 15 or value.second or value.microsecond:
-        shown = value.strftime("%H:%M") if not value.second else value.isoformat()
+        exact = not (value.second or value.microsecond)
+        shown = value.strftime("%H:%M") if exact else value.isoformat()
         raise ValidationError(TIME_OFF_GRID.format(value=shown), code="off_grid")
 
 
