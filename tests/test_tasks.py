@@ -222,8 +222,18 @@ def test_reconcile_reports_and_repairs_a_counter_edited_in_the_database(
     assert Campaign.objects.get().is_active
     repairs = SettingChange.objects.filter(actor="reconcile_spend_counters").order_by("field")
     assert [(r.field, r.object_repr, r.old_value, r.new_value) for r in repairs] == [
-        ("current_daily_spend", "current_daily_spend for 2026-11-27", "100.00", "30.00"),
-        ("daily_spend", "daily_spend for 2026-11-27", "0.00", "30.00"),
+        (
+            "current_daily_spend",
+            f"{brand.name}: current_daily_spend for 2026-11-27",
+            "100.00",
+            "30.00",
+        ),
+        (
+            "daily_spend",
+            f"{Campaign.objects.get().name}: daily_spend for 2026-11-27",
+            "0.00",
+            "30.00",
+        ),
     ]
     assert "delta 70.00" in caplog.text
 
@@ -288,7 +298,7 @@ def test_a_queued_spend_is_dated_when_queued_not_when_a_worker_runs_it(
     time_machine.move_to(local("UTC", "2026-11-27T23:59"), tick=False)
     with django_capture_on_commit_callbacks() as callbacks:
         tasks.enqueue_spend(campaign.pk, "10")
-    queued = callbacks[0].keywords  # type: ignore[attr-defined]  # a functools.partial
+    queued = callbacks[0].args[0]  # type: ignore[attr-defined]  # a functools.partial
 
     time_machine.move_to(local("UTC", "2026-11-28T00:03"), tick=False)
     tasks.record_spend(**queued)

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from django.core.mail import send_mail
 from django.db import connection, transaction
-from django.db.models import OuterRef, Subquery, Sum
+from django.db.models import OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce
 
 from ads.models import (
@@ -165,36 +165,45 @@ def _ledger_sum(owner: str, start: datetime, end: datetime) -> Coalesce:
     return Coalesce(Subquery(spend), money_value(Decimal(0)), output_field=MoneyField())
 
 
+def counting_day(brand: Brand, at: datetime) -> date:
+    """The local day a spend recorded at `at` counts in: `at`'s day, or the brand's
+    counter day when that is later (a worker whose clock is behind, or one that read
+    the time before waiting for the brand's lock, must not count in yesterday)."""
+    today = local_date(at, brand.zone)
+    return max(today, brand.counters_day) if brand.counters_day else today
+
+
 def _roll_over(brands: Iterable[Brand], *, at: datetime) -> list[int]:
     """Move counters of locked brands whose local day or month has changed into the
     current period, and return those brands' ids.
 
     The new period's counters are set from the ledger, not to zero: a spend dated
     in the new period but recorded before the roll-over (up to 5 minutes early) is
-    kept. Each statement is conditional on the period marker, so a repeated or late
-    roll-over changes nothing; one is done per time zone, not per brand.
+    kept. Counters only move forward: each statement is conditional on the marker
+    being earlier, so a repeated or late roll-over, or one whose clock is behind
+    another's, changes nothing. One statement per time zone, not per brand.
     """
     stale_days: dict[tuple[str, date], list[int]] = defaultdict(list)
     stale_months: dict[tuple[str, date], list[int]] = defaultdict(list)
     for brand in brands:
         today = local_date(at, brand.zone)
-        if brand.counters_day != today:
+        if brand.counters_day is None or brand.counters_day < today:
             stale_days[brand.timezone, today].append(brand.pk)
-        if brand.counters_month != month_start(today):
+        if brand.counters_month is None or brand.counters_month < month_start(today):
             stale_months[brand.timezone, month_start(today)].append(brand.pk)
     for (zone_name, day), ids in stale_days.items():
         start, end = day_bounds(day, ZoneInfo(zone_name))
-        Campaign.objects.filter(brand_id__in=ids).exclude(brand__counters_day=day).update(
-            daily_spend=_ledger_sum("campaign", start, end)
-        )
-        Brand.objects.filter(pk__in=ids).exclude(counters_day=day).update(
-            current_daily_spend=_ledger_sum("brand", start, end), counters_day=day
-        )
+        Campaign.objects.filter(brand_id__in=ids).filter(
+            Q(brand__counters_day__isnull=True) | Q(brand__counters_day__lt=day)
+        ).update(daily_spend=_ledger_sum("campaign", start, end))
+        Brand.objects.filter(pk__in=ids).filter(
+            Q(counters_day__isnull=True) | Q(counters_day__lt=day)
+        ).update(current_daily_spend=_ledger_sum("brand", start, end), counters_day=day)
     for (zone_name, first_day), ids in stale_months.items():
         start, end = month_bounds(first_day, ZoneInfo(zone_name))
-        Brand.objects.filter(pk__in=ids).exclude(counters_month=first_day).update(
-            current_monthly_spend=_ledger_sum("brand", start, end), counters_month=first_day
-        )
+        Brand.objects.filter(pk__in=ids).filter(
+            Q(counters_month__isnull=True) | Q(counters_month__lt=first_day)
+        ).update(current_monthly_spend=_ledger_sum("brand", start, end), counters_month=first_day)
     # The brands are locked, so these lists are exactly the rows the updates moved: one
     # line per brand and period, whoever (spend, reset, enforcement) got there first.
     for (zone_name, day), ids in stale_days.items():

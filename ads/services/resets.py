@@ -34,6 +34,7 @@ from ads.services.enforcement import (
     _evaluate,
     _lock_brands,
     _roll_over,
+    counting_day,
     refresh_campaign_states,
 )
 from ads.sql import chunked
@@ -49,8 +50,12 @@ def stale_brand_ids(*, at: datetime, period: Literal["day", "month"]) -> list[in
     stale = Q(pk__in=[])
     for zone_name in Brand.objects.order_by().values_list("timezone", flat=True).distinct():
         today = local_date(at, ZoneInfo(zone_name))
-        marker = Q(counters_day=today) if period == "day" else Q(counters_month=month_start(today))
-        stale |= Q(timezone=zone_name) & ~marker
+        behind = (
+            Q(counters_day__isnull=True) | Q(counters_day__lt=today)
+            if period == "day"
+            else Q(counters_month__isnull=True) | Q(counters_month__lt=month_start(today))
+        )
+        stale |= Q(timezone=zone_name) & behind
     return list(Brand.objects.filter(stale).order_by("pk").values_list("pk", flat=True))
 
 
@@ -69,6 +74,7 @@ class Drift:
 
     brand_id: int
     campaign_id: int | None
+    name: str  # of the brand, or of the campaign
     counter: str
     period: date
     found: Decimal
@@ -100,8 +106,9 @@ def reconcile_counters(*, at: datetime, actor: str) -> ReconcileResult:
                 pk = drift.brand_id if drift.campaign_id is None else drift.campaign_id
                 model.objects.filter(pk=pk).update(**{drift.counter: drift.expected})
                 logger.warning(
-                    "counter %s of %s %s for %s was %s, ledger says %s (delta %s): repaired",
-                    drift.counter, model._meta.model_name, pk, drift.period,
+                    "counter %s of %s %s (%s) for %s was %s, ledger says %s (delta %s): "
+                    "repaired",
+                    drift.counter, model._meta.model_name, pk, drift.name, drift.period,
                     drift.found, drift.expected, drift.delta,
                 )  # fmt: skip
             SettingChange.objects.bulk_create(
@@ -110,7 +117,7 @@ def reconcile_counters(*, at: datetime, actor: str) -> ReconcileResult:
                     actor=actor,
                     object_type="brand" if d.campaign_id is None else "campaign",
                     object_id=d.brand_id if d.campaign_id is None else d.campaign_id,
-                    object_repr=f"{d.counter} for {d.period}",
+                    object_repr=f"{d.name}: {d.counter} for {d.period}",
                     field=d.counter,
                     old_value=_audit_text(d.found),
                     new_value=_audit_text(d.expected),
@@ -127,12 +134,13 @@ def reconcile_counters(*, at: datetime, actor: str) -> ReconcileResult:
 def _reconcile_chunk(brands: Sequence[Brand], *, at: datetime) -> list[Drift]:
     """Compare the counters of rolled-over brands with ledger sums, zone by zone."""
     drifts: list[Drift] = []
-    by_zone: dict[str, list[Brand]] = defaultdict(list)
+    # Each brand against the period its counters belong to (after the roll-over, the
+    # current one, or a later one when `at` is behind another writer's clock).
+    by_zone: dict[tuple[str, date], list[Brand]] = defaultdict(list)
     for brand in brands:
-        by_zone[brand.timezone].append(brand)
-    for zone_name, zone_brands in by_zone.items():
+        by_zone[brand.timezone, counting_day(brand, at)].append(brand)
+    for (zone_name, day), zone_brands in by_zone.items():
         zone = ZoneInfo(zone_name)
-        day = local_date(at, zone)
         ids = [b.pk for b in zone_brands]
         spend = SpendEvent.objects.filter(brand_id__in=ids).order_by()
         day_start_, day_end = day_bounds(day, zone)
@@ -149,10 +157,14 @@ def _reconcile_chunk(brands: Sequence[Brand], *, at: datetime) -> list[Drift]:
             ):
                 found, expected = getattr(brand, counter), ledger.get(brand.pk, Decimal(0))
                 if found != expected:
-                    drifts.append(Drift(brand.pk, None, counter, period, found, expected))
+                    drifts.append(
+                        Drift(brand.pk, None, brand.name, counter, period, found, expected)
+                    )
         campaigns = Campaign.objects.filter(brand_id__in=ids).order_by("pk")
-        for pk, brand_id, found in campaigns.values_list("pk", "brand_id", "daily_spend"):
+        for pk, brand_id, name, found in campaigns.values_list(
+            "pk", "brand_id", "name", "daily_spend"
+        ):
             expected = campaign_day.get(pk, Decimal(0))
             if found != expected:
-                drifts.append(Drift(brand_id, pk, "daily_spend", day, found, expected))
+                drifts.append(Drift(brand_id, pk, name, "daily_spend", day, found, expected))
     return drifts

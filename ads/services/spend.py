@@ -32,6 +32,7 @@ from ads.services.enforcement import (
     _evaluate,
     _lock_brands,
     _roll_over,
+    counting_day,
 )
 from ads.sql import in_ids, in_texts
 from ads.validation import (
@@ -107,7 +108,7 @@ def _record_spend_locked(
         return _already_recorded(existing, campaign_id=campaign_id, amount=amount)
     _roll_over([brand], at=at)
 
-    today = local_date(at, brand.zone)
+    today = counting_day(brand, at)
     day = local_date(occurred, brand.zone)
     counted_today = day == today
     counted_this_month = month_start(day) == month_start(today)
@@ -320,14 +321,19 @@ def _insert_and_count(
         for s in spends
     )  # fmt: skip
     zones = {brand.pk: brand.zone for brand in brands}
-    today_of = {pk: local_date(at, zone) for pk, zone in zones.items()}
+    local_today = {pk: local_date(at, zone) for pk, zone in zones.items()}
+    today_of = {brand.pk: counting_day(brand, at) for brand in brands}
     brand_day: dict[int, Decimal] = defaultdict(Decimal)
     brand_month: dict[int, Decimal] = defaultdict(Decimal)
     campaign_day: dict[int, Decimal] = defaultdict(Decimal)
     for s in spends:
         brand_id = brand_of[s.campaign_id]
         today = today_of[brand_id]
-        day = today if s.occurred_at == at else local_date(s.occurred_at, zones[brand_id])
+        day = (
+            local_today[brand_id]
+            if s.occurred_at == at
+            else local_date(s.occurred_at, zones[brand_id])
+        )
         if day == today:
             brand_day[brand_id] += s.amount
             campaign_day[s.campaign_id] += s.amount

@@ -1,0 +1,348 @@
+"""Spend around period boundaries: local midnight with a late reset, and DST nights
+(reliability issue, scenarios 9 and 10).
+
+tests/test_tasks.py checks single resets at midnight and one Beat day across each DST
+change; these scenarios run longer: a stream of spends from several processes across
+midnight, and two days of Beat ticks with hourly spends around each DST change, with
+the ledger invariants checked after every tick. Inputs come from a seeded
+`random.Random`; the measured figures are printed (`pytest -rP` shows them).
+"""
+
+import multiprocessing
+import random
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from itertools import pairwise
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier
+from queue import Empty
+from time import monotonic
+from typing import TypeVar
+from zoneinfo import ZoneInfo
+
+import pytest
+import time_machine
+from django.db import connections
+from django.db.models import Sum
+
+from ads import services, tasks
+from ads.models import Brand, Campaign, CampaignStatusChange, SettingChange, SpendEvent
+from ads.rules import PauseReason, day_bounds, local_date
+from tests.factories import BrandFactory, CampaignFactory
+from tests.reliability.invariants import assert_invariants, snapshot_ledger
+
+fork = multiprocessing.get_context("fork")
+M = TypeVar("M")
+
+
+def run_processes(
+    target: Callable[..., None],
+    args: Sequence[tuple[object, ...]],
+    outbox: "Queue[M]",
+    *,
+    timeout: float = 120,
+) -> list[M]:
+    """Fork one process per argument tuple (each also gets `outbox` as its last
+    argument), read what they put on it while they run, and fail on a crash or a hang."""
+    connections.close_all()  # children must open their own connections
+    processes = [fork.Process(target=target, args=(*a, outbox)) for a in args]
+    for process in processes:
+        process.start()
+    messages: list[M] = []
+    deadline = monotonic() + timeout
+    # Read while they run: a child cannot exit before its queued messages are read.
+    while any(p.is_alive() for p in processes) and monotonic() < deadline:
+        with suppress(Empty):
+            messages.append(outbox.get(timeout=0.1))
+    hung = [p.pid for p in processes if p.is_alive()]
+    for process in processes:
+        if process.is_alive():
+            process.kill()
+        process.join()
+    while True:
+        try:
+            messages.append(outbox.get(timeout=0.2))
+        except Empty:
+            break
+    assert not hung, f"processes {hung} still running after {timeout} s: a hang"
+    assert [p.exitcode for p in processes] == [0] * len(processes)
+    return messages
+
+
+def ledger_sum(day: date, zone: ZoneInfo, **owner: int) -> Decimal:
+    start, end = day_bounds(day, zone)
+    spend = SpendEvent.objects.filter(occurred_at__gte=start, occurred_at__lt=end, **owner)
+    return spend.aggregate(total=Sum("amount"))["total"] or Decimal(0)
+
+
+# --- 9. A spend stream across local midnight, the reset task late -----------------------
+
+MIDNIGHT_SEED = 9
+LA = ZoneInfo("America/Los_Angeles")
+DAY = date(2026, 11, 27)  # D; D+1 is Saturday 28 November
+NEXT_DAY = DAY + timedelta(days=1)
+MIDNIGHT = datetime.combine(NEXT_DAY, time(0), LA)
+STREAM_PROCESSES = 4
+STREAM_SPENDS = 50  # per process: 200 spends dated 23:58:00-00:01:59 local
+
+
+@dataclass(frozen=True)
+class Stream:
+    key: str
+    campaign_id: int
+    amount: Decimal
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Seen:
+    event_id: int
+    counters_day: date | None  # the brand's counter day the spend left behind
+
+
+def spend_on_own_clock(
+    spends: Sequence[Stream], barrier: Barrier, outbox: "Queue[list[Seen]]"
+) -> None:
+    """Each spend is recorded on the clock of its own instant: processes whose clocks
+    straddle midnight, as workers on different machines (or a spend waiting for the
+    brand's lock with the time it read before) do."""
+    try:
+        barrier.wait(timeout=60)
+        seen = []
+        for spend in spends:
+            with time_machine.travel(spend.at, tick=False):
+                result = services.record_spend(
+                    spend.campaign_id, spend.amount, idempotency_key=spend.key
+                )
+            seen.append(Seen(result.event.pk, result.brand.day))
+        outbox.put(seen)
+    finally:
+        connections.close_all()
+
+
+def stream_across_midnight(rng: random.Random, campaign_ids: Sequence[int]) -> list[Stream]:
+    """Spends dated at random seconds from 23:58 to 00:02 local, in random order."""
+    spends = [
+        Stream(
+            key=f"m{n}",
+            campaign_id=rng.choice(campaign_ids),
+            amount=Decimal(rng.randint(1, 999)) / 100,
+            at=MIDNIGHT + timedelta(seconds=rng.randrange(-120, 120)),
+        )
+        for n in range(STREAM_PROCESSES * STREAM_SPENDS)
+    ]
+    rng.shuffle(spends)
+    return spends
+
+
+@pytest.mark.django_db(transaction=True)
+def test_spends_across_midnight_count_in_one_day_each_and_a_late_reset_erases_none(
+    time_machine: time_machine.TimeMachineFixture,
+) -> None:
+    rng = random.Random(MIDNIGHT_SEED)
+    brand = BrandFactory.create(
+        timezone="America/Los_Angeles", daily_budget=Decimal(100000), monthly_budget=Decimal(100000)
+    )
+    campaign_ids = [c.pk for c in CampaignFactory.create_batch(3, brand=brand)]
+    evening = datetime.combine(DAY, time(22), LA)
+    services.record_spend(campaign_ids[0], "7.00", idempotency_key="evening", at=evening)
+    spends = stream_across_midnight(rng, campaign_ids)
+    barrier = fork.Barrier(STREAM_PROCESSES)
+
+    seen = run_processes(
+        spend_on_own_clock,
+        [(spends[p::STREAM_PROCESSES], barrier) for p in range(STREAM_PROCESSES)],
+        fork.Queue(),
+    )
+    before_reset = Brand.objects.get()
+    time_machine.move_to(datetime.combine(NEXT_DAY, time(0, 20), LA), tick=False)
+    tasks.reset_daily_budgets()  # the first reset of the night, 20 minutes late
+
+    expected: dict[date, dict[int, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    expected[DAY][campaign_ids[0]] += Decimal("7.00")
+    for spend in spends:
+        expected[local_date(spend.at, LA)][spend.campaign_id] += spend.amount
+    day_total, next_total = (sum(expected[d].values(), Decimal(0)) for d in (DAY, NEXT_DAY))
+    sent = sum((s.amount for s in spends), Decimal("7.00"))
+    occurred = dict(SpendEvent.objects.values_list("idempotency_key", "occurred_at"))
+    assert {key: local_date(at, LA) for key, at in occurred.items()} == {
+        "evening": DAY,
+        **{s.key: local_date(s.at, LA) for s in spends},
+    }  # each spend is in the ledger once, dated in the day it happened
+    assert (ledger_sum(DAY, LA), ledger_sum(NEXT_DAY, LA)) == (day_total, next_total)
+    assert day_total + next_total == sent
+    brand = Brand.objects.get()
+    assert (brand.counters_day, brand.current_daily_spend) == (NEXT_DAY, next_total)
+    assert brand.current_monthly_spend == sent
+    assert dict(Campaign.objects.values_list("pk", "daily_spend")) == {
+        pk: expected[NEXT_DAY][pk] for pk in campaign_ids
+    }  # no spend of D+1 was erased by the late reset
+    days = [s.counters_day for s in sorted((s for b in seen for s in b), key=lambda s: s.event_id)]
+    back = sum(1 for pair in pairwise(days) if pair == (NEXT_DAY, DAY))
+    print(
+        f"[seed {MIDNIGHT_SEED}] {len(spends)} spends in {STREAM_PROCESSES} processes: "
+        f"{Counter(local_date(s.at, LA) for s in spends)[DAY]} dated D ({day_total} with the "
+        f"evening's 7.00), {Counter(local_date(s.at, LA) for s in spends)[NEXT_DAY]} dated D+1 "
+        f"({next_total}); counters on {before_reset.counters_day} before the late reset; "
+        f"the counters went back from D+1 to D {back} time(s) during the stream"
+    )
+    assert_invariants(
+        at=datetime.combine(NEXT_DAY, time(0, 20), LA),
+        accepted_keys=["evening", *(s.key for s in spends)],
+    )
+
+
+@pytest.mark.django_db
+def test_a_spend_on_a_clock_still_before_midnight_never_rolls_the_counters_back_a_day(
+    time_machine: time_machine.TimeMachineFixture,
+) -> None:
+    """Found by the stream above: the new day's counters must stay the new day's.
+
+    A spend recorded with a time before midnight (a worker whose clock is behind, or a
+    spend that read the clock before waiting for the brand's lock) once the counters
+    are already on D+1 is a late report: the ledger and the month, not today's counter.
+    """
+    campaign = CampaignFactory.create(
+        brand__timezone="America/Los_Angeles", brand__daily_budget=Decimal(10)
+    )
+    services.record_spend(campaign.pk, "4", idempotency_key="d", at=MIDNIGHT - timedelta(hours=1))
+    services.record_spend(
+        campaign.pk, "10", idempotency_key="d+1", at=MIDNIGHT + timedelta(minutes=1)
+    )
+    campaign.refresh_from_db()
+    assert campaign.pause_reasons == (PauseReason.BRAND_DAILY_BUDGET,)  # D+1 is spent
+
+    result = services.record_spend(
+        campaign.pk, "1", idempotency_key="lagging", at=MIDNIGHT - timedelta(seconds=30)
+    )
+
+    campaign.refresh_from_db()
+    brand = Brand.objects.get()
+    assert (brand.counters_day, brand.current_daily_spend) == (NEXT_DAY, Decimal(10)), (
+        f"counters rolled back to {brand.counters_day} ({brand.current_daily_spend}) and "
+        f"the campaign became {'active' if campaign.is_active else 'paused'}: "
+        f"{result.campaign.transition}"
+    )
+    assert brand.current_monthly_spend == Decimal(15)
+    assert campaign.pause_reasons == (PauseReason.BRAND_DAILY_BUDGET,)
+    time_machine.move_to(MIDNIGHT + timedelta(minutes=20), tick=False)
+    tasks.reset_daily_budgets()
+    assert_invariants(at=MIDNIGHT + timedelta(minutes=20), accepted_keys=["d", "d+1", "lagging"])
+
+
+@pytest.mark.django_db
+def test_tasks_on_a_clock_still_before_midnight_leave_the_new_day_alone(
+    time_machine: time_machine.TimeMachineFixture,
+) -> None:
+    """Enforcement, the reset and reconciliation on a worker whose clock is behind:
+    no roll-back, and no false drift "repaired" into yesterday's numbers."""
+    campaign = CampaignFactory.create(
+        brand__timezone="America/Los_Angeles", brand__daily_budget=Decimal(10)
+    )
+    services.record_spend(campaign.pk, "4", idempotency_key="d", at=MIDNIGHT - timedelta(hours=1))
+    services.record_spend(
+        campaign.pk, "10", idempotency_key="d+1", at=MIDNIGHT + timedelta(minutes=1)
+    )
+
+    time_machine.move_to(MIDNIGHT - timedelta(seconds=5), tick=False)
+    tasks.enforce_budget_limits()
+    tasks.reset_daily_budgets()
+    tasks.reconcile_spend_counters()
+
+    brand = Brand.objects.get()
+    campaign.refresh_from_db()
+    assert (brand.counters_day, brand.current_daily_spend) == (NEXT_DAY, Decimal(10))
+    assert campaign.pause_reasons == (PauseReason.BRAND_DAILY_BUDGET,)
+    assert not SettingChange.objects.exists()  # reconcile found nothing to repair
+    assert_invariants(at=MIDNIGHT + timedelta(minutes=2), accepted_keys=["d", "d+1"])
+
+
+# --- 10. Two days of Beat ticks around each DST change -----------------------------------
+
+DST_SEED = 10
+TICK = timedelta(minutes=15)
+
+
+def dst_change(zone: ZoneInfo, day: date) -> datetime:
+    """The first quarter hour of `day`'s night whose UTC offset differs from the one
+    before: the DST change."""
+    instant = datetime.combine(day - timedelta(days=1), time(12), zone).astimezone(UTC)
+    while instant.astimezone(zone).utcoffset() == (instant + TICK).astimezone(zone).utcoffset():
+        instant += TICK
+    return instant + TICK
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("zone_name", "day"),
+    [
+        pytest.param("America/New_York", date(2026, 3, 8), id="new-york-23h-day"),
+        pytest.param("America/New_York", date(2026, 11, 1), id="new-york-25h-day"),
+        pytest.param("America/Santiago", date(2026, 9, 6), id="santiago-midnight-skipped"),
+        pytest.param("America/Havana", date(2026, 11, 1), id="havana-midnight-repeated"),
+    ],
+)
+def test_beat_and_hourly_spend_across_a_dst_night_reset_once_per_local_date(
+    zone_name: str, day: date, time_machine: time_machine.TimeMachineFixture
+) -> None:
+    zone = ZoneInfo(zone_name)
+    rng = random.Random(f"{DST_SEED}-{zone_name}-{day}")
+    change = dst_change(zone, day)
+    campaigns = CampaignFactory.create_batch(
+        2, brand=BrandFactory.create(timezone=zone_name, daily_budget=Decimal(10))
+    )  # about ten hourly spends of 0.50-1.50 use up a day
+    keys: list[str] = []
+    markers: list[tuple[datetime, date]] = []  # each change of counters_day seen
+    budget_paused: dict[date, set[int]] = {}  # campaigns still budget-paused at a day's end
+    ledger = snapshot_ledger()
+
+    instant, last_tick = change - timedelta(hours=24), change + timedelta(hours=24)
+    while instant <= last_tick:
+        time_machine.move_to(instant, tick=False)
+        before = Brand.objects.get().counters_day
+        tasks.reset_daily_budgets()
+        tasks.enforce_budget_limits()
+        if instant.minute == 0:  # on the hour (whole-hour offsets here): one spend
+            keys.append(f"{zone_name}-{instant:%Y%m%d%H}")
+            amount = Decimal(rng.randint(50, 150)) / 100
+            services.record_spend(rng.choice(campaigns).pk, amount, idempotency_key=keys[-1])
+        counters_day = Brand.objects.get().counters_day
+        assert counters_day is not None, "the reset left the brand without a counter day"
+        if counters_day != before:
+            markers.append((instant, counters_day))
+        budget_paused[local_date(instant, zone)] = set(
+            Campaign.objects.filter(
+                pause_reasons__contains=PauseReason.BRAND_DAILY_BUDGET.value
+            ).values_list("pk", flat=True)
+        )
+        assert_invariants(at=instant, accepted_keys=keys, before=ledger)
+        ledger = snapshot_ledger()
+        instant += TICK
+
+    local_dates = sorted(budget_paused)
+    assert [d for _, d in markers] == local_dates  # the first tick, then once per date
+    for at, marker in markers[1:]:
+        assert local_date(at - TICK, zone) < marker == local_date(at, zone)  # its first tick
+    resumes = CampaignStatusChange.objects.filter(
+        new_is_active=True, old_pause_reasons__contains=PauseReason.BRAND_DAILY_BUDGET.value
+    )
+    seen = sorted(
+        (local_date(r.changed_at, zone), r.campaign_id, r.actor, r.changed_at) for r in resumes
+    )
+    expected = sorted(
+        (local_date(at, zone), pk, "reset_daily_budgets", at)
+        for (at, marker), previous in zip(markers[1:], local_dates, strict=False)
+        for pk in budget_paused[previous]
+    )
+    assert expected, "no day ended budget-paused: the scenario proves nothing"
+    assert seen == expected  # each budget-paused campaign resumed once, by the reset
+    print(
+        f"[seed {DST_SEED}-{zone_name}-{day}] DST change at {change:%Y-%m-%d %H:%M} UTC; "
+        f"{len(keys)} spends over {len(local_dates)} local dates; counter days "
+        f"{[str(d) for _, d in markers]}; {len(seen)} budget resumes"
+    )
+    assert_invariants(at=last_tick, accepted_keys=keys, before=ledger)
