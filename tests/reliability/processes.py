@@ -21,10 +21,24 @@ from pathlib import Path
 
 import pytest
 import redis
+from django.conf import settings
 from django.db import connection
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 ROOT = Path(__file__).resolve().parents[2]
 LOGS = ROOT / "var" / "reliability"
+
+
+def report(figures: str) -> None:
+    """Print a scenario's measured figures and keep them in var/reliability/figures.txt
+    (one line per run, newest last) for docs/RELIABILITY.md."""
+    LOGS.mkdir(parents=True, exist_ok=True)
+    line = f"{os.environ.get('PYTEST_CURRENT_TEST', '?').split(' ')[0]} | " + " ".join(
+        figures.split()
+    )
+    with (LOGS / "figures.txt").open("a") as out:
+        out.write(line + "\n")
+    print("\n" + line)
 
 
 def wait_until(done: Callable[[], bool], what: str, seconds: float) -> float:
@@ -206,3 +220,16 @@ def programs() -> Iterator[list[Program]]:
     finally:
         for program in started:
             program.stop()
+
+
+def every_second(*task_names: str) -> None:
+    """Store Beat's schedule: the named tasks every second, every other default off
+    (stored, so Beat's defaults-once scheduler does not add them back)."""
+    second, _ = IntervalSchedule.objects.get_or_create(every=1, period=IntervalSchedule.SECONDS)
+    for name, entry in settings.CELERY_BEAT_SCHEDULE.items():
+        PeriodicTask.objects.create(
+            name=name,
+            task=str(entry["task"]),
+            interval=second,
+            enabled=entry["task"] in task_names,
+        )

@@ -21,8 +21,15 @@ from ads.models import Brand, Campaign, CampaignStatusChange
 from ads.services import record_spend
 from tests.factories import BrandFactory, CampaignFactory
 from tests.reliability.invariants import assert_invariants, snapshot_ledger
-from tests.reliability.processes import Program, programs, redis_server, start_beat, start_worker
-from tests.reliability.test_worker_faults import every_second
+from tests.reliability.processes import (
+    Program,
+    every_second,
+    programs,
+    redis_server,
+    report,
+    start_beat,
+    start_worker,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -105,11 +112,11 @@ def test_two_beats_and_a_beat_outage_give_one_effective_reset_per_brand_and_peri
         "reset_daily_budgets",
         "reset_monthly_budgets",
     }
-    report = assert_invariants(
+    measured = assert_invariants(
         at=timezone.now(), accepted_keys=[f"spend-{n}" for n in campaigns], before=before
     )
-    print(
-        f"\nscenario 8: Beats sent reset-daily-budgets {sent}; {no_op} duplicate reset runs "
+    report(
+        f"scenario 8: Beats sent reset-daily-budgets {sent}; {no_op} duplicate reset runs "
         f"logged as no-ops; 6 roll-overs (3 brands x day and month), one each; "
-        f"{resumed.count()} campaigns resumed once; {report}"
+        f"{resumed.count()} campaigns resumed once; {measured}"
     )

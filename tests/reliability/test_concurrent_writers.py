@@ -49,6 +49,7 @@ from ads.rules import EVERY_DAY, PauseReason
 from tests.conftest import NOW
 from tests.factories import BrandFactory, CampaignFactory
 from tests.reliability.invariants import assert_invariants, snapshot_ledger
+from tests.reliability.processes import report
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -206,7 +207,7 @@ def test_eight_processes_of_spends_end_with_exact_sums(
     assert SpendEvent.objects.aggregate(total=Sum("amount"))["total"] == total
     assert (brand.current_daily_spend, brand.current_monthly_spend) == (total, total)
     assert dict(Campaign.objects.values_list("pk", "daily_spend")) == expected
-    print(
+    report(
         f"[seed {EXACT_SEED + canary}] {WRITERS}×{spends_per_writer} spends, total {total}, "
         f"{elapsed:.1f} s; canary: {sum(r.delayed_statements for r in reports)} writes "
         f"delayed, {sum(r.slept for r in reports):.1f} s slept"
@@ -278,7 +279,7 @@ def test_sqlite_spends_commit_or_fail_retryably_and_none_is_lost(
     assert all("database is locked" in o.result for o in retryable), retryable[:5]
     assert len(recorded) + len(retryable) == LOCKED_PROCESSES * LOCKED_SPENDS
     total = sum((o.amount for o in recorded), Decimal(0))
-    print(
+    report(
         f"[seed {LOCKED_SEED}, busy timeout {busy_timeout or 'from settings'}] "
         f"{len(recorded)} recorded + {len(retryable)} retryable = {len(outcomes)}; "
         f"recorded total {total}"
@@ -404,7 +405,7 @@ def test_one_key_sent_through_four_paths_at_once_is_recorded_once(
     assert (brand.current_daily_spend, brand.current_monthly_spend) == (event.amount,) * 2
     assert Campaign.objects.get(pk=campaign.pk).daily_spend == event.amount
     winner = next(path for path, o in outcomes if o == "recorded")
-    print(
+    report(
         f"[seed {RACE_SEED * 100 + senders}] {senders} senders {dict(Counter(paths))}: "
         f"1 row (amount {amount}, won by {winner}, source {event.source})"
     )
@@ -504,7 +505,7 @@ def test_budget_race_pauses_each_campaign_once_and_an_opening_window_keeps_them_
     assert not race.filter(new_is_active=True).exists()
     reasons = set(Campaign.objects.values_list("is_active", "pause_reasons"))
     assert reasons == {(False, (PauseReason.BRAND_DAILY_BUDGET,))}
-    print(
+    report(
         f"[seed {BUDGET_SEED}] {BUDGET_PROCESSES}×{BUDGET_SPENDS} spends of 1.00: 160.00 "
         f"recorded, {race.filter(actor='spend').count()} pause rows, "
         f"{race.count()} status rows in all, 0 resumes"

@@ -34,6 +34,7 @@ from ads.models import Brand, Campaign, CampaignStatusChange, SettingChange, Spe
 from ads.rules import PauseReason, day_bounds, local_date
 from tests.factories import BrandFactory, CampaignFactory
 from tests.reliability.invariants import assert_invariants, snapshot_ledger
+from tests.reliability.processes import report
 
 fork = multiprocessing.get_context("fork")
 M = TypeVar("M")
@@ -183,7 +184,8 @@ def test_spends_across_midnight_count_in_one_day_each_and_a_late_reset_erases_no
     }  # no spend of D+1 was erased by the late reset
     days = [s.counters_day for s in sorted((s for b in seen for s in b), key=lambda s: s.event_id)]
     back = sum(1 for pair in pairwise(days) if pair == (NEXT_DAY, DAY))
-    print(
+    assert back == 0, f"the counters went back from D+1 to D {back} time(s)"
+    report(
         f"[seed {MIDNIGHT_SEED}] {len(spends)} spends in {STREAM_PROCESSES} processes: "
         f"{Counter(local_date(s.at, LA) for s in spends)[DAY]} dated D ({day_total} with the "
         f"evening's 7.00), {Counter(local_date(s.at, LA) for s in spends)[NEXT_DAY]} dated D+1 "
@@ -340,7 +342,7 @@ def test_beat_and_hourly_spend_across_a_dst_night_reset_once_per_local_date(
     )
     assert expected, "no day ended budget-paused: the scenario proves nothing"
     assert seen == expected  # each budget-paused campaign resumed once, by the reset
-    print(
+    report(
         f"[seed {DST_SEED}-{zone_name}-{day}] DST change at {change:%Y-%m-%d %H:%M} UTC; "
         f"{len(keys)} spends over {len(local_dates)} local dates; counter days "
         f"{[str(d) for _, d in markers]}; {len(seen)} budget resumes"

@@ -17,10 +17,8 @@ from collections.abc import Iterator, Sequence
 from decimal import Decimal
 
 import pytest
-from django.conf import settings
 from django.test import Client
 from django.utils import timezone
-from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from kombu import Connection
 
 from ads import tasks
@@ -34,8 +32,10 @@ from tests.reliability.processes import (
     Program,
     closed_port,
     database_url,
+    every_second,
     programs,
     redis_server,
+    report,
     start_beat,
     start_worker,
     wait_until,
@@ -115,29 +115,16 @@ def test_worker_killed_at_random_points_records_every_spend_exactly_once() -> No
         again = sum(w.count(r"was already recorded") for w in started)
         lost = sum(w.count(r"WorkerLostError") for w in started)
 
-    report = assert_invariants(
+    measured = assert_invariants(
         at=timezone.now(), accepted_keys=[str(a["idempotency_key"]) for a in batch]
     )
-    assert report.rows == 1000
-    assert report.total == total(batch)
-    print(  # the figures docs/RELIABILITY.md quotes
-        f"\nscenario 5: kills {kills}; {report}; {again} redelivered task(s) found their "
+    assert measured.rows == 1000
+    assert measured.total == total(batch)
+    report(
+        f"scenario 5: kills {kills}; {measured}; {again} redelivered task(s) found their "
         f"key recorded; {lost} worker-lost requeue(s); all done {recovery:.1f} s after "
         "the last kill"
     )
-
-
-def every_second(*task_names: str) -> None:
-    """Store Beat's schedule: the named tasks every second, every other default off
-    (stored, so Beat's defaults-once scheduler does not add them back)."""
-    second, _ = IntervalSchedule.objects.get_or_create(every=1, period=IntervalSchedule.SECONDS)
-    for name, entry in settings.CELERY_BEAT_SCHEDULE.items():
-        PeriodicTask.objects.create(
-            name=name,
-            task=str(entry["task"]),
-            interval=second,
-            enabled=entry["task"] in task_names,
-        )
 
 
 RECEIVED_ENFORCEMENT = r"Task ads\.enforce_budget_limits\[[0-9a-f-]+\] received"
@@ -201,18 +188,18 @@ def test_redis_restart_loses_queued_tasks_detectably_and_everything_reconnects()
         send(redis.url, missing)  # the producer's recovery: the missing ones, same keys
         wait_until(lambda: recorded() == 100 + 600 + 1 and redis.queued() == 0, "recovery", 120)
 
-    report = assert_invariants(
+    measured = assert_invariants(
         at=timezone.now(),
         accepted_keys=[str(a["idempotency_key"]) for a in [*first, *backlog, *probe]],
         before=acknowledged,
     )
-    assert report.total == total(first) + total(backlog) + Decimal("1.00")
-    print(
-        f"\nscenario 6: {queued_at_restart} message(s) queued at the restart, "
+    assert measured.total == total(first) + total(backlog) + Decimal("1.00")
+    report(
+        f"scenario 6: {queued_at_restart} message(s) queued at the restart, "
         f"{len(missing)} spend(s) lost with them and found missing by key, all recorded "
         f"once after sending again; producer could send {sent_probe:.1f} s, worker recorded "
         f"{worker_back + sent_probe:.1f} s and Beat's tasks arrived {beat_seconds:.1f} s "
-        f"(waited {beat_back:.1f} s more) after Redis came back; {report}"
+        f"(waited {beat_back:.1f} s more) after Redis came back; {measured}"
     )
 
 
@@ -273,7 +260,7 @@ def test_queueing_with_redis_down_fails_clearly_in_bounded_time(
     assert "Traceback" not in result.stderr
     assert elapsed < 30
     assert_invariants(at=timezone.now(), accepted_keys=[], before=before, states_current=False)
-    print(f"\nscenario 7 (command, Redis {broker}): exit 1 after {elapsed:.1f} s")
+    report(f"scenario 7 (command, Redis {broker}): exit 1 after {elapsed:.1f} s")
 
 
 ENQUEUE = """
@@ -310,4 +297,4 @@ def test_enqueue_spend_with_redis_down_raises_after_commit_naming_the_key(
     assert "send it again with the same idempotency key enqueued-1" in result.stdout
     assert elapsed < 30
     assert_invariants(at=timezone.now(), accepted_keys=[], before=before, states_current=False)
-    print(f"\nscenario 7 (enqueue_spend, Redis {broker}): error after {elapsed:.1f} s")
+    report(f"scenario 7 (enqueue_spend, Redis {broker}): error after {elapsed:.1f} s")
