@@ -6,6 +6,7 @@ touching anyone else's). Output goes to a log file per process; tests read the l
 for what only the logs say (a duplicate reset that changed nothing, a reconnect).
 """
 
+import multiprocessing
 import os
 import re
 import shutil
@@ -14,15 +15,19 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from multiprocessing.queues import Queue
 from pathlib import Path
+from queue import Empty
+from time import monotonic
+from typing import TypeVar
 
 import pytest
 import redis
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -233,3 +238,41 @@ def every_second(*task_names: str) -> None:
             interval=second,
             enabled=entry["task"] in task_names,
         )
+
+
+fork = multiprocessing.get_context("fork")
+M = TypeVar("M")
+
+
+def run_processes(
+    target: Callable[..., None],
+    args: Sequence[tuple[object, ...]],
+    outbox: "Queue[M]",
+    *,
+    timeout: float = 120,
+) -> list[M]:
+    """Fork one process per argument tuple (each also gets `outbox` as its last
+    argument), read what they put on it while they run, and fail on a crash or a hang."""
+    connections.close_all()  # children must open their own connections
+    processes = [fork.Process(target=target, args=(*a, outbox)) for a in args]
+    for process in processes:
+        process.start()
+    messages: list[M] = []
+    deadline = monotonic() + timeout
+    # Read while they run: a child cannot exit before its queued messages are read.
+    while any(p.is_alive() for p in processes) and monotonic() < deadline:
+        with suppress(Empty):
+            messages.append(outbox.get(timeout=0.1))
+    hung = [p.pid for p in processes if p.is_alive()]
+    for process in processes:
+        if process.is_alive():
+            process.kill()
+        process.join()
+    while True:
+        try:
+            messages.append(outbox.get(timeout=0.2))
+        except Empty:
+            break
+    assert not hung, f"processes {hung} still running after {timeout} s: a hang"
+    assert [p.exitcode for p in processes] == [0] * len(processes)
+    return messages

@@ -7,23 +7,21 @@ ledger invariants. The figures each one measures are printed (`pytest -rP` shows
 
 import json
 import logging
-import multiprocessing
 import random
 import re
 import urllib.error
 import urllib.request
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext, suppress
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, time
 from decimal import Decimal
 from io import StringIO
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
-from queue import Empty
 from time import monotonic, sleep
-from typing import Any, TypeVar
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -49,48 +47,12 @@ from ads.rules import EVERY_DAY, PauseReason
 from tests.conftest import NOW
 from tests.factories import BrandFactory, CampaignFactory
 from tests.reliability.invariants import assert_invariants, snapshot_ledger
-from tests.reliability.processes import report
+from tests.reliability.processes import fork, report, run_processes
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-fork = multiprocessing.get_context("fork")
-M = TypeVar("M")
 POSTGRESQL_ONLY = "PostgreSQL scenario: runs in the PostgreSQL pass (DATABASE_URL=postgres://...)"
 SQLITE_ONLY = "SQLite scenario: 'database is locked' is SQLite's answer to contention"
-
-
-def run_processes(
-    target: Callable[..., None],
-    args: Sequence[tuple[object, ...]],
-    outbox: "Queue[M]",
-    *,
-    timeout: float = 120,
-) -> list[M]:
-    """Fork one process per argument tuple (each also gets `outbox` as its last
-    argument), read what they put on it while they run, and fail on a crash or a hang."""
-    connections.close_all()  # children must open their own connections
-    processes = [fork.Process(target=target, args=(*a, outbox)) for a in args]
-    for process in processes:
-        process.start()
-    messages: list[M] = []
-    deadline = monotonic() + timeout
-    # Read while they run: a child cannot exit before its queued messages are read.
-    while any(p.is_alive() for p in processes) and monotonic() < deadline:
-        with suppress(Empty):
-            messages.append(outbox.get(timeout=0.1))
-    hung = [p.pid for p in processes if p.is_alive()]
-    for process in processes:
-        if process.is_alive():
-            process.kill()
-        process.join()
-    while True:
-        try:
-            messages.append(outbox.get(timeout=0.2))
-        except Empty:
-            break
-    assert not hung, f"processes {hung} still running after {timeout} s: a hang"
-    assert [p.exitcode for p in processes] == [0] * len(processes)
-    return messages
 
 
 def money(rng: random.Random) -> Decimal:

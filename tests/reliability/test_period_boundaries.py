@@ -8,20 +8,15 @@ the ledger invariants checked after every tick. Inputs come from a seeded
 `random.Random`; the measured figures are printed (`pytest -rP` shows them).
 """
 
-import multiprocessing
 import random
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
-from contextlib import suppress
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from itertools import pairwise
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
-from queue import Empty
-from time import monotonic
-from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -34,44 +29,7 @@ from ads.models import Brand, Campaign, CampaignStatusChange, SettingChange, Spe
 from ads.rules import PauseReason, day_bounds, local_date
 from tests.factories import BrandFactory, CampaignFactory
 from tests.reliability.invariants import assert_invariants, snapshot_ledger
-from tests.reliability.processes import report
-
-fork = multiprocessing.get_context("fork")
-M = TypeVar("M")
-
-
-def run_processes(
-    target: Callable[..., None],
-    args: Sequence[tuple[object, ...]],
-    outbox: "Queue[M]",
-    *,
-    timeout: float = 120,
-) -> list[M]:
-    """Fork one process per argument tuple (each also gets `outbox` as its last
-    argument), read what they put on it while they run, and fail on a crash or a hang."""
-    connections.close_all()  # children must open their own connections
-    processes = [fork.Process(target=target, args=(*a, outbox)) for a in args]
-    for process in processes:
-        process.start()
-    messages: list[M] = []
-    deadline = monotonic() + timeout
-    # Read while they run: a child cannot exit before its queued messages are read.
-    while any(p.is_alive() for p in processes) and monotonic() < deadline:
-        with suppress(Empty):
-            messages.append(outbox.get(timeout=0.1))
-    hung = [p.pid for p in processes if p.is_alive()]
-    for process in processes:
-        if process.is_alive():
-            process.kill()
-        process.join()
-    while True:
-        try:
-            messages.append(outbox.get(timeout=0.2))
-        except Empty:
-            break
-    assert not hung, f"processes {hung} still running after {timeout} s: a hang"
-    assert [p.exitcode for p in processes] == [0] * len(processes)
-    return messages
+from tests.reliability.processes import fork, report, run_processes
 
 
 def ledger_sum(day: date, zone: ZoneInfo, **owner: int) -> Decimal:
