@@ -178,10 +178,16 @@ class Program:
 
 
 def start_celery(
-    name: str, *args: str, broker: str, offset: float = 0, env: dict[str, str] | None = None
+    name: str,
+    *args: str,
+    broker: str,
+    offset: float = 0,
+    env: dict[str, str] | None = None,
+    supervised: bool = False,
 ) -> Program:
     """Start `celery -A ad_budget_project <args>` against the test database and `broker`,
-    with its clock `offset` seconds ahead of the real one."""
+    with its clock `offset` seconds ahead of the real one; `supervised`: restarted
+    whenever it exits (tests/reliability/supervise.py)."""
     LOGS.mkdir(parents=True, exist_ok=True)
     log = LOGS / f"{name}.log"
     environment = os.environ | {
@@ -192,7 +198,8 @@ def start_celery(
     }
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "tests.reliability.clocked", "celery",
+            [*([sys.executable, "-m", "tests.reliability.supervise"] if supervised else []),
+             sys.executable, "-m", "tests.reliability.clocked", "celery",
              "-A", "ad_budget_project", *args],
             cwd=ROOT, env=environment | (env or {}), stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -201,12 +208,17 @@ def start_celery(
 
 
 def start_worker(
-    name: str, *, broker: str, offset: float = 0, env: dict[str, str] | None = None
+    name: str,
+    *,
+    broker: str,
+    offset: float = 0,
+    env: dict[str, str] | None = None,
+    supervised: bool = False,
 ) -> Program:
     return start_celery(
         name, "worker", "--loglevel", "INFO", "--pool", "prefork", "--concurrency", "2",
         "--without-mingle", "--without-gossip", "--hostname", f"{name}@%h",
-        broker=broker, offset=offset, env=env,
+        broker=broker, offset=offset, env=env, supervised=supervised,
     )  # fmt: skip
 
 
