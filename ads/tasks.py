@@ -8,7 +8,7 @@ rejected and logged, never retried.
 
 import logging
 from collections.abc import Callable
-from functools import partial
+from functools import partial, update_wrapper
 from typing import ParamSpec, TypeVar
 
 from celery import Task, shared_task
@@ -142,7 +142,11 @@ def enqueue_spend(
 ) -> str:
     """Validate a spend now and queue it for a worker once the current transaction
     commits. Returns its idempotency key (generated when none is given): a producer
-    that is unsure the spend was queued sends it again with the same key."""
+    that is unsure the spend was queued sends it again with the same key.
+
+    Raises SpendNotQueued when the broker does not take it and no transaction is open;
+    within a transaction a failure at commit is logged (the transaction has committed
+    by then) and the other spends are still sent."""
     at = timezone.now()
     key = parse_idempotency_key(idempotency_key)
     campaign = parse_id(campaign_id)
@@ -155,7 +159,15 @@ def enqueue_spend(
         # Dated now, not when a worker gets to it: a backlog must not shift period.
         "occurred_at": parse_occurred_at(occurred_at, at=at).isoformat(),
     }
-    transaction.on_commit(partial(_publish, arguments))
+    # Outside a transaction the hand-over happens now and a failure is raised to the
+    # caller. Inside one it happens at commit; the hook is robust, so one failure does
+    # not stop the spends queued after it, and each failure is logged with its key.
+    # (update_wrapper: Django's robust hooks log the hook's __qualname__, which a bare
+    # partial lacks.)
+    transaction.on_commit(
+        update_wrapper(partial(_publish, arguments), _publish),
+        robust=transaction.get_connection().in_atomic_block,
+    )
     return key
 
 
@@ -173,10 +185,12 @@ def _publish(arguments: dict[str, object]) -> None:
         record_spend.apply_async(kwargs=arguments, retry=True, retry_policy=PUBLISH_RETRY)
     except KombuOperationalError as error:
         key = arguments["idempotency_key"]
-        raise SpendNotQueued(
+        message = (
             f"spend {key} was not queued: the message broker did not answer ({error}). "
             f"Nothing was recorded; send it again with the same idempotency key {key}"
-        ) from error
+        )
+        logger.error(message)
+        raise SpendNotQueued(message) from error
 
 
 @task("ads.record_spend_batch")

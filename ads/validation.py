@@ -6,7 +6,7 @@ message constants below, so each interface can say which field is wrong and why.
 
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 from django.core.exceptions import ValidationError
@@ -28,6 +28,11 @@ AMOUNT_TOO_LARGE = "must be at most {limit} (got {value})"
 AMOUNT_TOO_PRECISE = "may have at most 6 decimal places (got {value})"
 CAMPAIGN_ID_INVALID = "{value} is not a campaign id; give a positive whole number"
 CAMPAIGN_UNKNOWN = "no campaign with id {value}"
+OCCURRED_AT_DATE_ONLY = (
+    "{value} is a date without a time; give the time and its offset, like "
+    "2026-11-27T14:30:00+00:00 (a day means midnight to midnight in the brand's zone, "
+    "which a date alone cannot say)"
+)
 OCCURRED_AT_INVALID = (
     "{value} is not an ISO-8601 date and time; write it like 2026-11-27T14:30:00+00:00"
 )
@@ -89,11 +94,23 @@ def parse_id(value: object, *, field: str = "campaign_id") -> int:
     return number
 
 
+def _is_date(text: str) -> bool:
+    try:
+        date.fromisoformat(text)  # also 20261127 and 2026-W48-5
+    except ValueError:
+        return False
+    return True
+
+
 def parse_occurred_at(value: object, *, at: datetime, field: str = "occurred_at") -> datetime:
     """When a spend happened: `at` when not given; a time without offset is UTC."""
     if value is None:
         return at
     if isinstance(value, str):
+        if _is_date(value.strip()):
+            # A date alone would be read as UTC midnight: in New York that is the evening
+            # before, possibly in the previous month.
+            raise invalid(field, OCCURRED_AT_DATE_ONLY.format(value=shown(value)))
         try:
             value = datetime.fromisoformat(value.strip())
         except ValueError:
