@@ -21,6 +21,8 @@ from ninja import Field, NinjaAPI, Query, Schema, Status
 from ninja import Path as PathParam
 from ninja.errors import ValidationError as NinjaValidationError
 from ninja.security import APIKeyHeader
+from pydantic import ConfigDict
+from pydantic import ValidationError as PydanticValidationError
 
 from ads.api_keys import check_key
 from ads.dashboard import standing
@@ -67,35 +69,45 @@ class ErrorOut(Schema):
 def invalid_request(request: HttpRequest, error: NinjaValidationError) -> HttpResponse:
     """Malformed requests answer like the rest: 422 with one line per field and reason,
     spend bodies in the services' words ("index 3: amount: ...")."""
-    batch = _is_batch(request)
-    lines = []
-    for e in error.errors:
-        # Pydantic names the validator it ran inside the union ("function-wrap[...]").
-        loc = [str(part) for part in e.get("loc", ()) if "[" not in str(part)]
-        msg = e.get("msg", "invalid")
-        if loc[:2] != ["body", "payload"] or batch is None:
-            lines.append(f"{'.'.join(loc)}: {msg}")
-            continue
-        # The body is one spend or a batch; report only against the shape it has.
-        field = loc[2:]
-        if batch != (field[:1] == ["events"]):
-            continue
-        if batch and len(field) >= 3:
-            lines.append(f"index {field[1]}: {'.'.join(field[2:])}: {msg}")
-        else:
-            lines.append(f"{'.'.join(field)}: {msg}")
+    lines = _spend_body_errors(request) or [
+        f"{'.'.join(str(part) for part in e.get('loc', ()))}: {e.get('msg', 'invalid')}"
+        for e in error.errors
+    ]
     return api.create_response(request, {"detail": lines}, status=422)
 
 
-def _is_batch(request: HttpRequest) -> bool | None:
-    """Whether a spend body is a batch (has "events"); None when it is not an object."""
+UNKNOWN_FIELD = (
+    "unknown field; a spend has campaign_id, amount, occurred_at and idempotency_key, "
+    "a batch has events"
+)
+
+
+def _spend_body_errors(request: HttpRequest) -> list[str] | None:
+    """A spend body's errors against the one shape it has (one spend, or a batch under
+    "events"), not the union's: pydantic reports both shapes, with its validators'
+    names in the path and 'Field required' for the fields of the other shape."""
     if request.method != "POST" or not request.path.endswith("/spend"):
         return None
     try:
         body = json.loads(request.body)
     except ValueError:
         return None
-    return "events" in body if isinstance(body, dict) else None
+    if not isinstance(body, dict):
+        return None
+    schema = SpendBatchIn if "events" in body else SpendIn
+    try:
+        schema.model_validate(body)
+    except PydanticValidationError as invalid:
+        lines = []
+        for e in invalid.errors():
+            loc = [str(part) for part in e["loc"] if "[" not in str(part)]
+            msg = UNKNOWN_FIELD if e["type"] == "extra_forbidden" else e["msg"]
+            if loc[:1] == ["events"] and len(loc) >= 3:
+                lines.append(f"index {loc[1]}: {'.'.join(loc[2:])}: {msg}")
+            else:
+                lines.append(f"{'.'.join(loc)}: {msg}")
+        return lines
+    return None
 
 
 DATABASE_BUSY = (
@@ -123,6 +135,9 @@ Id = Annotated[int, PathParam(ge=1, le=MAX_ID)]
 
 
 class SpendIn(Schema):
+    # A misspelt field ("occured_at") must not be dropped silently.
+    model_config = ConfigDict(extra="forbid")
+
     # Strict: JSON true or "1.0" is not campaign 1.
     campaign_id: int = Field(ge=1, le=MAX_ID, strict=True)
     amount: str = Field(
@@ -144,6 +159,8 @@ class SpendIn(Schema):
 
 
 class SpendBatchIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
     events: list[SpendIn] = Field(min_length=1, max_length=MAX_BATCH)
 
 
@@ -167,8 +184,7 @@ class SpendOut(Schema):
 
 
 def visible_brands(api_key: ApiKey) -> QuerySet[Brand]:
-    limited = api_key.brands.all()
-    return limited if limited.exists() else Brand.objects.all()
+    return Brand.objects.all() if api_key.all_brands else api_key.brands.all()
 
 
 @api.post(
@@ -205,6 +221,17 @@ def post_spend(request: HttpRequest, payload: SpendIn | SpendBatchIn) -> Status[
             label="index",
         )
     except SpendConflict as error:
+        # Keys are unique across brands; another brand's spend must not show through.
+        foreign = set(
+            SpendEvent.objects.filter(idempotency_key__in=[e.idempotency_key for e in events])
+            .exclude(brand__in=visible_brands(api_key))
+            .values_list("idempotency_key", flat=True)
+        )
+        if foreign:
+            return Status(409, {"detail": [
+                f"index {n}: idempotency_key: {KEY_TAKEN}"
+                for n, e in enumerate(events) if e.idempotency_key in foreign
+            ]})  # fmt: skip
         return Status(409, {"detail": error.message_dict.get("events") or [describe(error)]})
     except ValidationError as error:
         return Status(422, {"detail": error.message_dict.get("events") or [describe(error)]})
@@ -234,6 +261,7 @@ class SpendEventOut(Schema):
     source: str
 
 
+KEY_TAKEN = "already used for a different spend; use a new key for a new spend"
 NOT_RECORDED = (
     "idempotency_key: no spend is recorded with this key; send the spend again with the "
     "same key (safe: a key is recorded once)"

@@ -22,7 +22,7 @@ def frozen_clock(time_machine: time_machine.TimeMachineFixture) -> None:
 
 
 def make_key(*brands: Brand, revoked: bool = False) -> str:
-    api_key = ApiKey(name="feed")
+    api_key = ApiKey(name="feed", all_brands=not brands)
     key = issue_key(api_key)
     if revoked:
         api_key.revoked_at = NOW
@@ -119,6 +119,66 @@ def test_a_producer_looks_a_spend_up_by_its_key(
         "same key (safe: a key is recorded once)"
     ]
     assert misspelt[0] == 422
+
+
+def test_a_key_whose_brands_were_deleted_sees_nothing(client: Client, campaign: Campaign) -> None:
+    doomed = CampaignFactory.create(name="Gone").brand
+    key = make_key(doomed)
+    doomed.delete()  # no spend yet, so it may go
+
+    assert get(client, key, "/api/v1/brands") == (200, [])
+    assert get(client, key, f"/api/v1/campaigns/{campaign.pk}")[0] == 404
+    status, _ = post(
+        client, key, {"campaign_id": campaign.pk, "amount": "1.00", "idempotency_key": "x-1"}
+    )
+    assert status == 404
+    assert not SpendEvent.objects.exists()
+
+
+def test_a_conflict_with_another_brands_spend_does_not_show_it(
+    client: Client, key: str, campaign: Campaign
+) -> None:
+    post(client, key, {"campaign_id": campaign.pk, "amount": "123.45", "idempotency_key": "k-1"})
+    other = CampaignFactory.create()
+    other_key = make_key(other.brand)
+
+    status, body = post(
+        client, other_key, {"campaign_id": other.pk, "amount": "1.00", "idempotency_key": "k-1"}
+    )
+
+    assert status == 409
+    assert body["detail"] == [
+        "index 0: idempotency_key: already used for a different spend; use a new key for a "
+        "new spend"
+    ]
+    assert "123.45" not in str(body)
+
+
+@pytest.mark.parametrize(
+    ("body", "line"),
+    [
+        (
+            {"campaign_id": 1, "amount": "1", "idempotency_key": "k", "occured_at": "x"},
+            "occured_at: unknown field",
+        ),
+        (
+            {"events": [{"campaign_id": 1, "amount": "1", "idempotency_key": "k", "cost": "2"}]},
+            "index 0: cost: unknown field",
+        ),
+        (
+            {"events": [], "campaign_id": 1},
+            "campaign_id: unknown field",
+        ),
+    ],
+)
+def test_an_unknown_field_is_refused_not_dropped(
+    client: Client, key: str, campaign: Campaign, body: dict[str, object], line: str
+) -> None:
+    status, answer = post(client, key, body)
+
+    assert status == 422
+    assert any(detail.startswith(line) for detail in answer["detail"]), answer
+    assert not SpendEvent.objects.exists()
 
 
 def test_same_key_with_another_amount_is_a_409_and_changes_nothing(
@@ -276,3 +336,22 @@ def test_a_key_made_in_the_admin_is_shown_once_stored_hashed_and_revocable(
     admin_client.post("/admin/ads/apikey/", {"action": "revoke", "_selected_action": [api_key.pk]})
 
     assert get(Client(), key, "/api/v1/brands")[0] == 401
+
+
+@pytest.mark.parametrize(
+    ("form", "error"),
+    [
+        ({"name": "feed"}, "choose the brands this key may use, or tick"),
+        ({"name": "feed", "all_brands": "on", "brands": "BRAND"}, "not both"),
+    ],
+)
+def test_the_admin_asks_for_some_brands_or_all_brands(
+    admin_client: Client, campaign: Campaign, form: dict[str, str], error: str
+) -> None:
+    form = {k: str(campaign.brand_id) if v == "BRAND" else v for k, v in form.items()}
+
+    response = admin_client.post("/admin/ads/apikey/add/", form)
+
+    assert response.status_code == 200
+    assert error in response.content.decode().replace("&#x27;", "'")
+    assert not ApiKey.objects.exists()

@@ -69,6 +69,10 @@ NOT_A_NUMBER = "is not a number; write it like 12.50"
 AT_MOST = "must be at most 999,999,999.999999"
 NOT_AN_ID = "is not a campaign id; give a positive whole number"
 NOT_A_TIME = "is not an ISO-8601 date and time; write it like 2026-11-27T14:30:00+00:00"
+DATE_ONLY = (
+    "is a date without a time; give the time and its offset, like 2026-11-27T14:30:00+00:00 "
+    "(a day means midnight to midnight in the brand's zone, which a date alone cannot say)"
+)
 IN_THE_FUTURE = "is more than 5 minutes in the future"
 API_NOT_TEXT = "Input should be a valid string"
 API_NOT_AN_INT = "Input should be a valid integer"
@@ -154,6 +158,9 @@ OCCURRED_AT_CASES = [
         f"'2026-11-27T12:00; DROP TABLE ads_spe...' {NOT_A_TIME}",
     ),
     Case("occurred_at", "", f"'' {NOT_A_TIME}"),
+    # A date alone would be midnight UTC: the evening before in New York.
+    Case("occurred_at", "2026-11-27", f"'2026-11-27' {DATE_ONLY}"),
+    Case("occurred_at", "20261127", f"'20261127' {DATE_ONLY}"),
     # The API's schema takes the time as text, so JSON types other than a string are
     # refused there, in its words.
     Case("occurred_at", True, f"True {NOT_A_TIME}", API_NOT_TEXT),
@@ -397,7 +404,7 @@ def test_enqueue_spend_refuses_bad_spend_naming_the_field_and_queues_nothing(
 
 @pytest.fixture
 def api_key() -> str:
-    key = ApiKey(name="Feed")
+    key = ApiKey(name="Feed", all_brands=True)
     issued = issue_key(key)
     key.save()
     return issued
