@@ -503,10 +503,30 @@ class CampaignStatusChangeAdmin(ReadOnlyAdmin):
     date_hierarchy = "changed_at"
 
 
+class ApiKeyForm(forms.ModelForm[ApiKey]):
+    class Meta:
+        model = ApiKey
+        fields = ("name", "all_brands", "brands")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        chosen = data.get("brands")
+        if data.get("all_brands") and chosen:
+            raise forms.ValidationError(API_KEY_BOTH)
+        if not data.get("all_brands") and not chosen:
+            raise forms.ValidationError(API_KEY_NEITHER)
+        return data
+
+
+API_KEY_BOTH = "Brands: choose some brands or tick 'All brands', not both."
+API_KEY_NEITHER = "Brands: choose the brands this key may use, or tick 'All brands'."
+
+
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
     """Keys for the HTTP API: the key is shown once, when created; only its hash stays."""
 
+    form = ApiKeyForm
     list_display = ("name", "prefix", "brand_scope", "created_at", "last_used_at", "revoked_at")
     list_filter = (("revoked_at", admin.EmptyFieldListFilter),)
     search_fields = ("name", "prefix")
@@ -516,7 +536,9 @@ class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
 
     @admin.display(description="brands")
     def brand_scope(self, obj: ApiKey) -> str:
-        return ", ".join(b.name for b in obj.brands.all()) or "all brands"
+        if obj.all_brands:
+            return "all brands"
+        return ", ".join(b.name for b in obj.brands.all()) or "none (its brands were deleted)"
 
     def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
         key = None if change else issue_key(obj)

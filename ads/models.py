@@ -1,5 +1,5 @@
 from collections.abc import Iterable
-from datetime import time
+from datetime import date, datetime, time
 from decimal import Decimal
 from functools import cache
 from typing import Any
@@ -11,7 +11,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.expressions import Combinable, Expression
 
 from ads.money import BUDGET_DECIMAL_PLACES, MAX_BUDGET, MICRO, MoneyField, from_micros
-from ads.rules import EVERY_DAY, PauseReason, Window, left
+from ads.rules import EVERY_DAY, PauseReason, Window, left, local_date
 
 # The largest value a micros counter can hold: counters sum many spends.
 MAX_COUNTER = from_micros(2**63 - 1).quantize(MICRO)
@@ -179,6 +179,13 @@ class Brand(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def counting_day(self, at: datetime) -> date:
+        """The local day a spend recorded at `at` counts in: `at`'s day, or the counters'
+        day when that is later (a worker whose clock is behind, or one that read the
+        time before waiting for the brand's lock, must not count in yesterday)."""
+        today = local_date(at, self.zone)
+        return max(today, self.counters_day) if self.counters_day else today
 
     @property
     def zone(self) -> ZoneInfo:
@@ -354,9 +361,15 @@ class ApiKey(models.Model):
     )
     prefix = models.CharField(max_length=12, unique=True, editable=False)
     secret_hash = models.CharField(max_length=64, editable=False)
-    brands = models.ManyToManyField(
-        Brand, blank=True, related_name="api_keys", help_text="Empty means every brand."
+    all_brands = models.BooleanField(
+        "all brands",
+        default=False,
+        help_text="Every brand, including brands added later. Otherwise only the brands "
+        "chosen below.",
     )
+    # Explicit, not "no brands means all": a key limited to brands that were since
+    # deleted must see nothing.
+    brands = models.ManyToManyField(Brand, blank=True, related_name="api_keys")
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)

@@ -22,7 +22,7 @@ def api_key(transactional_db: None) -> str:
     """Committed data: the WSGI app closes its connection after every request."""
     CampaignFactory.create_batch(2)  # something for the ids to find
     refresh_campaign_states(at=NOW, actor="test")
-    key_row = ApiKey(name="schemathesis")
+    key_row = ApiKey(name="schemathesis", all_brands=True)
     key = issue_key(key_row)
     key_row.save()
     return key

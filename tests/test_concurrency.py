@@ -177,7 +177,7 @@ def test_eight_http_clients_of_250_spends_end_with_exact_counters(
 ) -> None:
     brand = BrandFactory.create(daily_budget=Decimal("100000"), monthly_budget=Decimal("100000"))
     campaign_ids = [c.pk for c in CampaignFactory.create_batch(3, brand=brand)]
-    api_key = ApiKey(name="load test")
+    api_key = ApiKey(name="load test", all_brands=True)
     key = issue_key(api_key)
     api_key.save()
     clients = 8

@@ -347,7 +347,7 @@ def test_one_key_sent_through_four_paths_at_once_is_recorded_once(
     rng = random.Random(RACE_SEED * 100 + senders)
     campaign = CampaignFactory.create(brand__daily_budget=Decimal(1000))
     other = CampaignFactory.create(brand=campaign.brand)
-    api_key = ApiKey(name="race")
+    api_key = ApiKey(name="race", all_brands=True)
     secret = issue_key(api_key)
     api_key.save()
     amount, key = str(money(rng)), f"race-{senders}-{rng.getrandbits(32):08x}"

@@ -70,9 +70,11 @@ def test_the_command_says_which_key_to_repeat_and_repeating_it_records_once(
         "unexpectedly), so the spend may not have been recorded. Run the command again "
         "with --key "
     )
-    key = message.rsplit("--key ", 1)[1].split(":")[0]
-    call_command("simulate_spend", str(campaign.pk), "10.00", "--key", key)
-    call_command("simulate_spend", str(campaign.pk), "10.00", "--key", key)
+    match = re.search(r"with --key (\w+) --at (\S+): a key is recorded once", message)
+    assert match is not None, message
+    key, at = match[1], match[2]
+    for _ in range(2):
+        call_command("simulate_spend", str(campaign.pk), "10.00", "--key", key, "--at", at)
     assert_invariants(at=timezone.now(), accepted_keys=[key], before=before)
     assert not Campaign.objects.get().is_active  # the retried spend was enforced
 
@@ -80,7 +82,7 @@ def test_the_command_says_which_key_to_repeat_and_repeating_it_records_once(
 def test_the_api_answers_503_retry_and_the_same_request_records_once(
     campaign: Campaign, client: Client
 ) -> None:
-    producer = ApiKey(name="feed")
+    producer = ApiKey(name="feed", all_brands=True)
     api_key = issue_key(producer)
     producer.save()
     body = {"campaign_id": campaign.pk, "amount": "10.00", "idempotency_key": "feed-1"}
@@ -126,9 +128,9 @@ def test_on_sqlite_a_write_lock_held_past_the_timeout_is_a_clear_retryable_error
     assert "the database was busy or did not answer (database is locked)" in locked.stderr
     assert "Traceback" not in locked.stderr
     assert_invariants(at=timezone.now(), accepted_keys=[], before=before)
-    match = re.search(r"with --key (\w+): a key is recorded once", locked.stderr)
+    match = re.search(r"with --key (\w+) --at (\S+): a key is recorded once", locked.stderr)
     assert match is not None, locked.stderr
-    retried = simulate_spend(campaign.pk, "10.00", "--key", match[1])
+    retried = simulate_spend(campaign.pk, "10.00", "--key", match[1], "--at", match[2])
     assert retried.returncode == 0, retried.stderr
     assert_invariants(at=timezone.now(), accepted_keys=[match[1]], before=before)
 

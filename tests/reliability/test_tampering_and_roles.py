@@ -489,9 +489,9 @@ PAGES: dict[str, Page] = {
     ),
     "ads.apikey": Page(
         target=lambda: ApiKey.objects.get(name="Target key"),
-        change=lambda: {"name": "Renamed key"},
+        change=lambda: {"name": "Renamed key", "all_brands": "on"},
         changed={"name": "Renamed key"},
-        add=lambda: {"name": "Added key"},
+        add=lambda: {"name": "Added key", "all_brands": "on"},
         added={"name": "Added key"},
     ),
     "auth.user": Page(
@@ -541,7 +541,7 @@ def world(search: Campaign) -> None:
     every_5 = IntervalSchedule.objects.create(every=5, period=IntervalSchedule.MINUTES)
     PeriodicTask.objects.create(name="Target task", task="ads.enforce_dayparting", interval=every_5)
     CrontabSchedule.objects.create(minute="30", hour="3")
-    key = ApiKey(name="Target key")
+    key = ApiKey(name="Target key", all_brands=True)
     issue_key(key)
     key.save()
     User.objects.create(username="target-user", password=UNUSABLE_PASSWORD_PREFIX)

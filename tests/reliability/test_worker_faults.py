@@ -146,7 +146,7 @@ def test_redis_restart_loses_queued_tasks_detectably_and_everything_reconnects()
     task was lost are exactly the keys the API does not find, and sending them again
     with the same keys records each once. Nothing recorded before the restart changes."""
     every_second("ads.enforce_budget_limits")
-    producer = ApiKey(name="producer")
+    producer = ApiKey(name="producer", all_brands=True)
     api_key = issue_key(producer)
     producer.save()
     first, backlog = spends(100, "before", seed=6), spends(600, "backlog", seed=66)
