@@ -63,7 +63,7 @@ def standing(brand: Brand, at: datetime) -> tuple[Standing, Standing]:
     Counters that still belong to an earlier period (no roll-over yet) read as zero.
     """
     zone = brand.zone
-    today = local_date(at, zone)
+    today = brand.counting_day(at)
     day_spend = brand.current_daily_spend if brand.counters_day == today else Decimal(0)
     month_spend = (
         brand.current_monthly_spend if brand.counters_month == month_start(today) else Decimal(0)

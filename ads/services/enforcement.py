@@ -165,14 +165,6 @@ def _ledger_sum(owner: str, start: datetime, end: datetime) -> Coalesce:
     return Coalesce(Subquery(spend), money_value(Decimal(0)), output_field=MoneyField())
 
 
-def counting_day(brand: Brand, at: datetime) -> date:
-    """The local day a spend recorded at `at` counts in: `at`'s day, or the brand's
-    counter day when that is later (a worker whose clock is behind, or one that read
-    the time before waiting for the brand's lock, must not count in yesterday)."""
-    today = local_date(at, brand.zone)
-    return max(today, brand.counters_day) if brand.counters_day else today
-
-
 def _roll_over(brands: Iterable[Brand], *, at: datetime) -> list[int]:
     """Move counters of locked brands whose local day or month has changed into the
     current period, and return those brands' ids.

@@ -34,7 +34,6 @@ from ads.services.enforcement import (
     _evaluate,
     _lock_brands,
     _roll_over,
-    counting_day,
     refresh_campaign_states,
 )
 from ads.sql import chunked
@@ -138,7 +137,7 @@ def _reconcile_chunk(brands: Sequence[Brand], *, at: datetime) -> list[Drift]:
     # current one, or a later one when `at` is behind another writer's clock).
     by_zone: dict[tuple[str, date], list[Brand]] = defaultdict(list)
     for brand in brands:
-        by_zone[brand.timezone, counting_day(brand, at)].append(brand)
+        by_zone[brand.timezone, brand.counting_day(at)].append(brand)
     for (zone_name, day), zone_brands in by_zone.items():
         zone = ZoneInfo(zone_name)
         ids = [b.pk for b in zone_brands]

@@ -32,7 +32,6 @@ from ads.services.enforcement import (
     _evaluate,
     _lock_brands,
     _roll_over,
-    counting_day,
 )
 from ads.sql import in_ids, in_texts
 from ads.validation import (
@@ -108,7 +107,7 @@ def _record_spend_locked(
         return _already_recorded(existing, campaign_id=campaign_id, amount=amount)
     _roll_over([brand], at=at)
 
-    today = counting_day(brand, at)
+    today = brand.counting_day(at)
     day = local_date(occurred, brand.zone)
     counted_today = day == today
     counted_this_month = month_start(day) == month_start(today)
@@ -322,7 +321,7 @@ def _insert_and_count(
     )  # fmt: skip
     zones = {brand.pk: brand.zone for brand in brands}
     local_today = {pk: local_date(at, zone) for pk, zone in zones.items()}
-    today_of = {brand.pk: counting_day(brand, at) for brand in brands}
+    today_of = {brand.pk: brand.counting_day(at) for brand in brands}
     brand_day: dict[int, Decimal] = defaultdict(Decimal)
     brand_month: dict[int, Decimal] = defaultdict(Decimal)
     campaign_day: dict[int, Decimal] = defaultdict(Decimal)

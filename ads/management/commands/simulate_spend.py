@@ -7,6 +7,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import InterfaceError, OperationalError
+from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
 from ads.models import SpendSource
@@ -41,7 +42,7 @@ EXTRA_CELLS = (
 )
 DATABASE_BUSY = (
     "the database was busy or did not answer ({error}), so the spend may not have been "
-    "recorded. Run the command again with --key {key}: a key is recorded once"
+    "recorded. Run the command again with --key {key} --at {at}: a key is recorded once"
 )
 FILE_DATABASE_BUSY = (
     "the database was busy or did not answer ({error}), so the file may not have been "
@@ -106,19 +107,23 @@ class Command(BaseCommand):
             self.queue(options)
             return
         try:
-            # Made here when not given, so a failed attempt can say which key to repeat.
+            # Key and time fixed here when not given, so a failed attempt can say how to
+            # repeat it exactly: a retry after midnight must not move the spend a day.
             key = parse_idempotency_key(options["idempotency_key"])
+            occurred_at = options["occurred_at"]
+            if occurred_at is None:
+                occurred_at = timezone.now().isoformat()
             result = record_spend(
                 options["campaign_id"],
                 options["amount"],
-                occurred_at=options["occurred_at"],
+                occurred_at=occurred_at,
                 idempotency_key=key,
                 source=SpendSource.CLI,
             )
         except ValidationError as error:
             raise CommandError(describe(error, OPTION_NAMES)) from None
         except (OperationalError, InterfaceError) as error:
-            raise CommandError(DATABASE_BUSY.format(error=error, key=key)) from None
+            raise CommandError(DATABASE_BUSY.format(error=error, key=key, at=occurred_at)) from None
         self.report(result)
 
     def record_file(self, path: Path) -> None:
