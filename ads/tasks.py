@@ -2,8 +2,8 @@
 
 All tasks are acknowledged late (settings), so a worker lost mid-task has the task
 redelivered; running any of them twice, or twice at once, leaves the same state as
-once. Only database connection errors are retried, with backoff; bad input is
-rejected and logged, never retried.
+once. Only database connection errors are retried, with backoff (queued spends until
+the database is back); bad input is rejected and logged, never retried.
 """
 
 import logging
@@ -35,17 +35,23 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def task(name: str) -> Callable[[Callable[P, R]], Task[P, R]]:
+def task(name: str, *, max_retries: int | None = 8) -> Callable[[Callable[P, R]], Task[P, R]]:
     """A shared task with a stable name that retries database connection errors only,
-    with exponential backoff (2 s, 4 s, ... at most 60 s) and at most 8 times."""
+    with exponential backoff (2 s, 4 s, ... at most 60 s) and at most `max_retries`
+    times (None: until the database answers)."""
     return shared_task(
         name=name,
         autoretry_for=(OperationalError, InterfaceError),
         retry_backoff=2,
         retry_backoff_max=60,
         retry_jitter=True,
-        max_retries=8,
+        max_retries=max_retries,
     )
+
+
+# A periodic task that gives up is run again by Beat; a spend that gave up would be lost
+# (the message is acknowledged), so spends wait for the database as long as it takes.
+UNTIL_RECORDED = None
 
 
 KEY_REQUIRED = "required for a queued spend, so a redelivered task is recorded once"
@@ -103,7 +109,7 @@ def ping(self: Task[[str], None], token: str) -> None:
     )
 
 
-@task("ads.record_spend")
+@task("ads.record_spend", max_retries=UNTIL_RECORDED)
 def record_spend(
     campaign_id: object,
     amount: object,
@@ -193,7 +199,7 @@ def _publish(arguments: dict[str, object]) -> None:
         raise SpendNotQueued(message) from error
 
 
-@task("ads.record_spend_batch")
+@task("ads.record_spend_batch", max_retries=UNTIL_RECORDED)
 def record_spend_batch(events: object) -> None:
     """Record a queued batch: a JSON list of objects with campaign_id, amount,
     idempotency_key and optionally occurred_at. All or nothing; bad input is logged."""

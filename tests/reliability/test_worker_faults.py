@@ -14,9 +14,11 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from decimal import Decimal
 
 import pytest
+from django.db import connection
 from django.test import Client
 from django.utils import timezone
 from kombu import Connection
@@ -24,9 +26,9 @@ from kombu import Connection
 from ads import tasks
 from ads.api_keys import issue_key
 from ads.models import ApiKey, SpendEvent
-from ads.services import refresh_campaign_states
+from ads.services import record_spend, refresh_campaign_states
 from tests.factories import BrandFactory, CampaignFactory
-from tests.reliability.invariants import assert_invariants, snapshot_ledger
+from tests.reliability.invariants import LedgerRow, assert_invariants, snapshot_ledger
 from tests.reliability.processes import (
     ROOT,
     Program,
@@ -85,12 +87,19 @@ def wait_until_children(worker: Program) -> list[int]:
     return worker.children()
 
 
+def acknowledged_keys(snapshot: dict[int, LedgerRow]) -> list[str]:
+    return [row[0] for row in snapshot.values()]
+
+
 def test_worker_killed_at_random_points_records_every_spend_exactly_once() -> None:
     """Scenario 5: SIGKILL a pool child (the main process requeues its task) and the main
     process (Redis hands its taken messages to the restarted worker) while 1,000
     `record_spend` tasks are consumed; late acks plus idempotency keys give exactly once."""
     rng = random.Random(5)
     batch = spends(1000, "kill", seed=5)
+    for n in range(5):  # recorded before the faults: they must come through untouched
+        record_spend(batch[0]["campaign_id"], "1.00", idempotency_key=f"earlier-{n}")
+    acknowledged = snapshot_ledger()
     with redis_server() as redis, programs() as started:
         send(redis.url, batch)
         worker = start_worker("kill-0", broker=redis.url, env=FAST_REDELIVERY)
@@ -109,21 +118,94 @@ def test_worker_killed_at_random_points_records_every_spend_exactly_once() -> No
             kills.append(f"{target} at {recorded()}")
         killed_at = time.monotonic()
         wait_until(
-            lambda: recorded() == len(batch) and redis.queued() == 0, "all 1,000 recorded", 180
+            lambda: recorded() == len(batch) + 5 and redis.queued() == 0, "all 1,000 recorded", 180
         )
         recovery = time.monotonic() - killed_at
         again = sum(w.count(r"was already recorded") for w in started)
         lost = sum(w.count(r"WorkerLostError") for w in started)
 
+    assert lost > 0, "no pool process was killed mid-task: late acks were not exercised"
     measured = assert_invariants(
-        at=timezone.now(), accepted_keys=[str(a["idempotency_key"]) for a in batch]
+        at=timezone.now(),
+        accepted_keys=[
+            *(str(a["idempotency_key"]) for a in batch),
+            *acknowledged_keys(acknowledged),
+        ],
+        before=acknowledged,
     )
-    assert measured.rows == 1000
-    assert measured.total == total(batch)
+    assert measured.rows == 1005
+    assert measured.total == total(batch) + Decimal("5.00")
     report(
         f"scenario 5: kills {kills}; {measured}; {again} redelivered task(s) found their "
         f"key recorded; {lost} worker-lost requeue(s); all done {recovery:.1f} s after "
         "the last kill"
+    )
+
+
+OUTAGE_SECONDS = 15
+
+
+@contextmanager
+def database_refusing_connections() -> Iterator[None]:
+    """PostgreSQL refuses new connections to the test database and drops every open one
+    but this test's own: to the worker, the database is down. (Done from the server's
+    maintenance database: a database cannot refuse connections from inside itself.)"""
+    import psycopg
+
+    db = connection.settings_dict
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (own,) = cursor.fetchone() or (0,)
+    with psycopg.connect(
+        host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, user=db["USER"],
+        password=db["PASSWORD"] or None, dbname="postgres", autocommit=True,
+    ) as admin:  # fmt: skip
+        admin.execute(f'ALTER DATABASE "{db["NAME"]}" ALLOW_CONNECTIONS false')
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> %s",
+            [db["NAME"], own],
+        )
+        try:
+            yield
+        finally:
+            admin.execute(f'ALTER DATABASE "{db["NAME"]}" ALLOW_CONNECTIONS true')
+
+
+def test_database_down_while_a_worker_consumes_spends_loses_none() -> None:
+    """A database outage while queued spends are consumed: each `record_spend` retries
+    with backoff until the database answers again (it never gives up, which would
+    acknowledge the message and lose the spend); afterwards all are recorded once."""
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL scenario (refuses the worker's connections); runs in its pass")
+    batch = spends(300, "outage", seed=11)
+    with redis_server() as redis, programs() as started:
+        worker = start_worker("outage-worker", broker=redis.url)
+        started.append(worker)
+        send(redis.url, batch[:50])
+        wait_until(lambda: recorded() == 50, "the first 50 recorded", 60)
+        acknowledged = snapshot_ledger()
+        with database_refusing_connections():
+            send(redis.url, batch[50:])
+            time.sleep(OUTAGE_SECONDS)  # a real outage: there is no clock to move
+            during = recorded()
+            retried = worker.count(r"retry: Retry in")
+        back = wait_until(
+            lambda: recorded() == len(batch) and redis.queued() == 0, "all 300 recorded", 180
+        )
+
+    assert during == 50
+    assert retried > 0, "the worker never met the outage"
+    measured = assert_invariants(
+        at=timezone.now(),
+        accepted_keys=[str(a["idempotency_key"]) for a in batch],
+        before=acknowledged,
+    )
+    assert measured.total == total(batch)
+    report(
+        f"database outage: {OUTAGE_SECONDS} s with 250 spends queued; {retried} retries "
+        f"logged during it; all recorded {back:.1f} s after the database came back; "
+        f"{measured}"
     )
 
 
@@ -246,8 +328,8 @@ def silent_broker() -> Iterator[str]:
     yield f"redis://127.0.0.1:{server.getsockname()[1]}/0"
     stop.set()
     thread.join()
-    for connection in [*held, server]:
-        connection.close()
+    for sock in [*held, server]:
+        sock.close()
 
 
 @pytest.mark.parametrize("broker", ["down", "hung"])
