@@ -169,6 +169,8 @@ def test_eight_processes_of_spends_end_with_exact_sums(
     assert SpendEvent.objects.aggregate(total=Sum("amount"))["total"] == total
     assert (brand.current_daily_spend, brand.current_monthly_spend) == (total, total)
     assert dict(Campaign.objects.values_list("pk", "daily_spend")) == expected
+    if canary:  # the hook must have widened the windows, or this proves nothing
+        assert all(r.delayed_statements > 0 for r in reports), reports
     report(
         f"[seed {EXACT_SEED + canary}] {WRITERS}×{spends_per_writer} spends, total {total}, "
         f"{elapsed:.1f} s; canary: {sum(r.delayed_statements for r in reports)} writes "
@@ -240,6 +242,8 @@ def test_sqlite_spends_commit_or_fail_retryably_and_none_is_lost(
     assert not other, f"neither recorded nor retryable: {other[:5]}"
     assert all("database is locked" in o.result for o in retryable), retryable[:5]
     assert len(recorded) + len(retryable) == LOCKED_PROCESSES * LOCKED_SPENDS
+    if busy_timeout is not None:  # the short timeout is there to exercise the error path
+        assert retryable, "no writer ever met the lock: the error path was not exercised"
     total = sum((o.amount for o in recorded), Decimal(0))
     report(
         f"[seed {LOCKED_SEED}, busy timeout {busy_timeout or 'from settings'}] "

@@ -109,6 +109,7 @@ def test_spends_across_midnight_count_in_one_day_each_and_a_late_reset_erases_no
     campaign_ids = [c.pk for c in CampaignFactory.create_batch(3, brand=brand)]
     evening = datetime.combine(DAY, time(22), LA)
     services.record_spend(campaign_ids[0], "7.00", idempotency_key="evening", at=evening)
+    earlier = snapshot_ledger()
     spends = stream_across_midnight(rng, campaign_ids)
     barrier = fork.Barrier(STREAM_PROCESSES)
 
@@ -153,6 +154,7 @@ def test_spends_across_midnight_count_in_one_day_each_and_a_late_reset_erases_no
     assert_invariants(
         at=datetime.combine(NEXT_DAY, time(0, 20), LA),
         accepted_keys=["evening", *(s.key for s in spends)],
+        before=earlier,
     )
 
 
