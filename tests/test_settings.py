@@ -1,6 +1,7 @@
 """Configuration from the environment; secure defaults (SPEC 9)."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -59,3 +60,23 @@ def test_deploy_check_is_clean_with_a_real_key() -> None:
 
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout
+
+
+def test_the_env_file_make_creates_leaves_debug_off() -> None:
+    """`make test` and `make typecheck` create .env from .env.example; a checkout where
+    they ran must not serve with DEBUG on and the public development key."""
+    settings_lines = [
+        line.split("=", 1)[0].strip()
+        for line in (ROOT / ".env.example").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+
+    assert "DEBUG" not in settings_lines
+    assert "SECRET_KEY" not in settings_lines
+
+
+def test_debug_is_off_unless_turned_on() -> None:
+    result = manage("diffsettings", "--all", SECRET_KEY="k" * 50, DEBUG="")
+
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^(### )?DEBUG = False$", result.stdout, re.MULTILINE), result.stdout
