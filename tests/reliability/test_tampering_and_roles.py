@@ -145,6 +145,23 @@ def test_a_counter_edited_in_sql_is_logged_audited_and_repaired_by_reconcile(
     assert_invariants(at=NOW, before=ledger)
 
 
+def test_a_ledger_row_deleted_in_sql_shows_up_as_drift_and_the_counters_follow_the_ledger(
+    search: Campaign, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The database owner can still DELETE (see migration 0003); reconcile notices."""
+    today = SpendEvent.objects.filter(campaign=search).latest("occurred_at")
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM ads_spendevent WHERE id = %s", [today.pk])
+
+    with caplog.at_level(logging.WARNING, logger="ads"):
+        tasks.reconcile_spend_counters()
+
+    assert f"counter current_daily_spend of brand {search.brand_id} (Acme)" in caplog.text
+    assert f"(delta {today.amount:.2f})" in caplog.text
+    assert SettingChange.objects.filter(actor=RECONCILE, field="current_daily_spend").exists()
+    assert_invariants(at=NOW)
+
+
 # owner, counter, a value above the budget (brand 100.00 / 3,000.00, campaign 50.00)
 RAISED_COUNTERS = [
     ("brand", "current_daily_spend", "150", PauseReason.BRAND_DAILY_BUDGET),
