@@ -183,6 +183,14 @@ class SpendOut(Schema):
     state_changes: list[StateChangeOut]
 
 
+def unknown_query(request: HttpRequest, schema: type[Schema], what: str) -> Status[object] | None:
+    """A 422 naming each query parameter `schema` does not have, or None."""
+    unknown = sorted(set(request.GET) - set(schema.model_fields))
+    if not unknown:
+        return None
+    return Status(422, {"detail": [f"query.{name}: unknown {what}" for name in unknown]})
+
+
 def visible_brands(api_key: ApiKey) -> QuerySet[Brand]:
     return Brand.objects.all() if api_key.all_brands else api_key.brands.all()
 
@@ -275,9 +283,8 @@ NOT_RECORDED = (
 )
 def get_spend(request: HttpRequest, lookup: Query[SpendLookup]) -> Status[object]:
     """How a producer finds out whether a spend it sent (or queued) was recorded."""
-    unknown = sorted(set(request.GET) - set(SpendLookup.model_fields))
-    if unknown:
-        return Status(422, {"detail": [f"query.{name}: unknown parameter" for name in unknown]})
+    if unknown := unknown_query(request, SpendLookup, "parameter"):
+        return unknown
     event = SpendEvent.objects.filter(
         idempotency_key=lookup.idempotency_key,
         brand__in=visible_brands(request.auth),  # type: ignore[attr-defined]  # set by KeyAuth
@@ -413,9 +420,8 @@ def visible_campaigns(api_key: ApiKey) -> QuerySet[Campaign]:
     "/campaigns", response={200: list[CampaignOut], 400: ErrorOut, 401: ErrorOut, 422: ErrorOut}
 )
 def list_campaigns(request: HttpRequest, filters: Query[CampaignFilters]) -> Status[object]:
-    unknown = sorted(set(request.GET) - set(CampaignFilters.model_fields))
-    if unknown:  # a misspelt filter must not silently return every campaign
-        return Status(422, {"detail": [f"query.{name}: unknown filter" for name in unknown]})
+    if unknown := unknown_query(request, CampaignFilters, "filter"):
+        return unknown  # a misspelt filter must not silently return every campaign
     campaigns = visible_campaigns(request.auth)  # type: ignore[attr-defined]  # set by KeyAuth
     if filters.brand is not None:
         campaigns = campaigns.filter(brand_id=filters.brand)

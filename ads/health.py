@@ -32,15 +32,24 @@ def database() -> Check:
     return Check("database", True, f"{connection.vendor}, answered in {took:.0f} ms")
 
 
-def broker(timeout: int = 3) -> Check:
-    url = settings.CELERY_BROKER_URL
-    shown = Connection(url).as_uri()  # the password masked
+def broker_error(url: str, timeout: int = 3) -> Exception | None:
+    """Why the broker at `url` cannot be reached, or None when it answers. A read
+    timeout too: a Redis that accepts connections and never answers must not hang."""
     options = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
-    started = time.monotonic()
     try:
         with Connection(url, connect_timeout=timeout, transport_options=options) as conn:
             conn.ensure_connection(max_retries=1, timeout=timeout)
     except Exception as error:  # any failure means: not reachable
+        return error
+    return None
+
+
+def broker(timeout: int = 3) -> Check:
+    url = settings.CELERY_BROKER_URL
+    shown = Connection(url).as_uri()  # the password masked
+    started = time.monotonic()
+    error = broker_error(url, timeout)
+    if error is not None:
         advice = "start Redis or set CELERY_BROKER_URL"
         return Check("broker", False, f"unreachable at {shown} ({error}); {advice}")
     took = (time.monotonic() - started) * 1000

@@ -165,6 +165,12 @@ def _ledger_sum(owner: str, start: datetime, end: datetime) -> Coalesce:
     return Coalesce(Subquery(spend), money_value(Decimal(0)), output_field=MoneyField())
 
 
+def behind(marker: str, period: date) -> Q:
+    """Rows whose period marker is unset or earlier than `period`: the only ones a
+    roll-over may move (counters never go back to an earlier period)."""
+    return Q(**{f"{marker}__isnull": True}) | Q(**{f"{marker}__lt": period})
+
+
 def _roll_over(brands: Iterable[Brand], *, at: datetime) -> list[int]:
     """Move counters of locked brands whose local day or month has changed into the
     current period, and return those brands' ids.
@@ -185,17 +191,17 @@ def _roll_over(brands: Iterable[Brand], *, at: datetime) -> list[int]:
             stale_months[brand.timezone, month_start(today)].append(brand.pk)
     for (zone_name, day), ids in stale_days.items():
         start, end = day_bounds(day, ZoneInfo(zone_name))
-        Campaign.objects.filter(brand_id__in=ids).filter(
-            Q(brand__counters_day__isnull=True) | Q(brand__counters_day__lt=day)
-        ).update(daily_spend=_ledger_sum("campaign", start, end))
-        Brand.objects.filter(pk__in=ids).filter(
-            Q(counters_day__isnull=True) | Q(counters_day__lt=day)
-        ).update(current_daily_spend=_ledger_sum("brand", start, end), counters_day=day)
+        Campaign.objects.filter(behind("brand__counters_day", day), brand_id__in=ids).update(
+            daily_spend=_ledger_sum("campaign", start, end)
+        )
+        Brand.objects.filter(behind("counters_day", day), pk__in=ids).update(
+            current_daily_spend=_ledger_sum("brand", start, end), counters_day=day
+        )
     for (zone_name, first_day), ids in stale_months.items():
         start, end = month_bounds(first_day, ZoneInfo(zone_name))
-        Brand.objects.filter(pk__in=ids).filter(
-            Q(counters_month__isnull=True) | Q(counters_month__lt=first_day)
-        ).update(current_monthly_spend=_ledger_sum("brand", start, end), counters_month=first_day)
+        Brand.objects.filter(behind("counters_month", first_day), pk__in=ids).update(
+            current_monthly_spend=_ledger_sum("brand", start, end), counters_month=first_day
+        )
     # The brands are locked, so these lists are exactly the rows the updates moved: one
     # line per brand and period, whoever (spend, reset, enforcement) got there first.
     for (zone_name, day), ids in stale_days.items():

@@ -34,6 +34,7 @@ from ads.services.enforcement import (
     _evaluate,
     _lock_brands,
     _roll_over,
+    behind,
     refresh_campaign_states,
 )
 from ads.sql import chunked
@@ -49,12 +50,12 @@ def stale_brand_ids(*, at: datetime, period: Literal["day", "month"]) -> list[in
     stale = Q(pk__in=[])
     for zone_name in Brand.objects.order_by().values_list("timezone", flat=True).distinct():
         today = local_date(at, ZoneInfo(zone_name))
-        behind = (
-            Q(counters_day__isnull=True) | Q(counters_day__lt=today)
+        marker = (
+            behind("counters_day", today)
             if period == "day"
-            else Q(counters_month__isnull=True) | Q(counters_month__lt=month_start(today))
+            else behind("counters_month", month_start(today))
         )
-        stale |= Q(timezone=zone_name) & behind
+        stale |= Q(timezone=zone_name) & marker
     return list(Brand.objects.filter(stale).order_by("pk").values_list("pk", flat=True))
 
 

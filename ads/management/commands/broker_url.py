@@ -5,7 +5,8 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
-from kombu import Connection
+
+from ads.health import broker_error
 
 FALLBACK = "filesystem://"
 NO_BROKER = """
@@ -24,12 +25,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         url = settings.CELERY_BROKER_URL
         if not url.startswith(FALLBACK):
-            try:
-                # A read timeout too: a Redis that accepts and never answers must not hang.
-                options = {"socket_timeout": 3, "socket_connect_timeout": 3}
-                with Connection(url, connect_timeout=3, transport_options=options) as connection:
-                    connection.ensure_connection(max_retries=1, timeout=3)
-            except Exception as error:  # any failure to connect means: fall back
+            error = broker_error(url)
+            if error is not None:
                 self.stderr.write(NO_BROKER.format(url=url, error=error))
                 url = FALLBACK
         self.stdout.write(url)
