@@ -138,13 +138,14 @@ EMAIL_TIMEOUT: int = env.int(
 CELERY_BROKER_URL: str = env.str("CELERY_BROKER_URL", default="redis://localhost:6379/0")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_TIMEOUT = 5
+# Redis hands a message that was taken but never acknowledged (its worker machine
+# died) to another worker after this many seconds, so it bounds how late a spend
+# queued on a crashed worker is recorded. Longer than the hard time limit and the
+# longest retry countdown (60 s); a task that outlives it may run twice, which
+# idempotent tasks make harmless.
+VISIBILITY_TIMEOUT: int = env.int("CELERY_VISIBILITY_TIMEOUT", default=300)
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
-    # Redis hands a message that was taken but never acknowledged (its worker machine
-    # died) to another worker after this many seconds, so it bounds how late a spend
-    # queued on a crashed worker is recorded. Longer than the hard time limit and the
-    # longest retry countdown (60 s); a task that outlives it may run twice, which
-    # idempotent tasks make harmless.
-    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=300),
+    "visibility_timeout": VISIBILITY_TIMEOUT,
     # Workers look for such messages every interval × throttle seconds (30 s).
     "unacked_restore_interval": env.int("CELERY_UNACKED_RESTORE_INTERVAL", default=10),
     "unacked_restore_throttle": 3,
@@ -163,6 +164,14 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
     }
+# A queued spend still not recorded this many seconds after it was sent is sent again
+# (ads.requeue_spends; later sends wait twice as long each time, at most 16 times as
+# long). Past the visibility timeout, so Redis's own redelivery of a crashed worker's
+# messages comes first.
+SPEND_REQUEUE_AFTER: int = env.int(
+    "SPEND_REQUEUE_AFTER",
+    default=VISIBILITY_TIMEOUT + 60,
+)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -203,6 +212,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "task": "ads.reset_monthly_budgets",
         "schedule": crontab(minute="0,15,30,45"),
         "options": {"expire_seconds": 14 * 60},
+    },
+    # Queued spends lost on the way to a worker are sent again (the outbox, PendingSpend).
+    "requeue-spends": {
+        "task": "ads.requeue_spends",
+        "schedule": crontab(),
+        "options": {"expire_seconds": 50},
     },
     # Daily safety net: recompute every counter from the ledger, repair and log drift.
     "reconcile-spend-counters": {

@@ -394,3 +394,22 @@ class WorkerPing(models.Model):
 
     def __str__(self) -> str:
         return f"ping {self.token} ({'answered' if self.answered_at else 'waiting'})"
+
+
+class PendingSpend(models.Model):
+    """The outbox of queued spends: written with the spend's hand-over to the broker and
+    deleted once a worker has recorded (or rejected) it. A message can be lost on the
+    way: Redis without persistence restarts, or a worker's main process dies between
+    taking a message off the queue and noting it as unacknowledged (a window in kombu's
+    Redis transport that late acks cannot close). `ads.requeue_spends` sends again
+    whatever is still here when it should long have been recorded; the idempotency key
+    makes a second delivery harmless."""
+
+    idempotency_key = models.CharField(max_length=255, unique=True)
+    arguments = models.JSONField()  # the `record_spend` task's keyword arguments
+    queued_at = models.DateTimeField()
+    sends = models.PositiveIntegerField(default=1)
+    next_send_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"pending spend {self.idempotency_key} (sent {self.sends}×)"

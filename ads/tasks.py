@@ -8,17 +8,21 @@ the database is back); bad input is rejected and logged, never retried.
 
 import logging
 from collections.abc import Callable
-from functools import partial, update_wrapper
+from datetime import datetime, timedelta
+from functools import partial
 from typing import ParamSpec, TypeVar
 
 from celery import Task, shared_task
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import InterfaceError, OperationalError, transaction
+from django.db.models import F
 from django.utils import timezone
+from kombu import Producer
 from kombu.exceptions import OperationalError as KombuOperationalError
 
 from ads import services
-from ads.models import Campaign, SpendSource, WorkerPing
+from ads.models import Campaign, PendingSpend, SpendEvent, SpendSource, WorkerPing
 from ads.validation import (
     CAMPAIGN_UNKNOWN,
     describe,
@@ -132,7 +136,10 @@ def record_spend(
             "record_spend rejected, not retried: %s (campaign_id=%r amount=%r key=%r)",
             describe(error), campaign_id, amount, idempotency_key,
         )  # fmt: skip
+        if isinstance(idempotency_key, str):  # sending it again would be rejected again
+            PendingSpend.objects.filter(idempotency_key=idempotency_key).delete()
         return
+    PendingSpend.objects.filter(idempotency_key=result.event.idempotency_key).delete()
     logger.info(
         "record_spend: key %s %s", result.event.idempotency_key,
         "recorded" if result.created else "was already recorded",
@@ -146,13 +153,14 @@ def enqueue_spend(
     idempotency_key: object = None,
     occurred_at: object = None,
 ) -> str:
-    """Validate a spend now and queue it for a worker once the current transaction
-    commits. Returns its idempotency key (generated when none is given): a producer
-    that is unsure the spend was queued sends it again with the same key.
+    """Validate a spend now, note it in the outbox (PendingSpend) and queue it for a
+    worker once the current transaction commits. Returns its idempotency key (generated
+    when none is given).
 
-    Raises SpendNotQueued when the broker does not take it and no transaction is open;
-    within a transaction a failure at commit is logged (the transaction has committed
-    by then) and the other spends are still sent."""
+    Outside a transaction, a broker that does not take the spend raises SpendNotQueued
+    and nothing is kept: the caller sends it again with the same key. Inside one, the
+    spend commits with the transaction, so a failed hand-over at commit is logged and
+    `requeue_spends` sends it once the broker answers; the other spends are still sent."""
     at = timezone.now()
     key = parse_idempotency_key(idempotency_key)
     campaign = parse_id(campaign_id)
@@ -165,20 +173,32 @@ def enqueue_spend(
         # Dated now, not when a worker gets to it: a backlog must not shift period.
         "occurred_at": parse_occurred_at(occurred_at, at=at).isoformat(),
     }
-    # Outside a transaction the hand-over happens now and a failure is raised to the
-    # caller. Inside one it happens at commit; the hook is robust, so one failure does
-    # not stop the spends queued after it, and each failure is logged with its key.
-    # (update_wrapper: Django's robust hooks log the hook's __qualname__, which a bare
-    # partial lacks.)
-    transaction.on_commit(
-        update_wrapper(partial(_publish, arguments), _publish),
-        robust=transaction.get_connection().in_atomic_block,
+    kept = transaction.get_connection().in_atomic_block
+    _, created = PendingSpend.objects.get_or_create(
+        idempotency_key=key,
+        defaults={"arguments": arguments, "queued_at": at, "next_send_at": _next_send(at, 0)},
     )
+    transaction.on_commit(partial(_hand_over, arguments, kept=kept, created=created))
     return key
 
 
+def _hand_over(arguments: dict[str, object], *, kept: bool, created: bool) -> None:
+    key = arguments["idempotency_key"]
+    try:
+        _publish(arguments)
+    except SpendNotQueued as error:
+        if kept:
+            logger.error("%s It is kept and sent again once the broker answers.", error)
+            return
+        if created:
+            PendingSpend.objects.filter(idempotency_key=key).delete()
+        raise SpendNotQueued(
+            f"{error} Nothing was recorded; send it again with the same idempotency key {key}"
+        ) from error
+
+
 class SpendNotQueued(KombuOperationalError):
-    """The broker did not take a spend; nothing was queued or recorded."""
+    """The broker did not take a spend."""
 
 
 # Bounded, so a caller with the broker down gets an error in seconds, not a hang:
@@ -186,17 +206,66 @@ class SpendNotQueued(KombuOperationalError):
 PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0.5, "interval_step": 0.5, "interval_max": 1}
 
 
-def _publish(arguments: dict[str, object]) -> None:
+def _publish(arguments: dict[str, object], producer: Producer | None = None) -> None:
     try:
-        record_spend.apply_async(kwargs=arguments, retry=True, retry_policy=PUBLISH_RETRY)
-    except KombuOperationalError as error:
-        key = arguments["idempotency_key"]
-        message = (
-            f"spend {key} was not queued: the message broker did not answer ({error}). "
-            f"Nothing was recorded; send it again with the same idempotency key {key}"
+        record_spend.apply_async(
+            kwargs=arguments, retry=True, retry_policy=PUBLISH_RETRY, producer=producer
         )
-        logger.error(message)
-        raise SpendNotQueued(message) from error
+    except KombuOperationalError as error:
+        raise SpendNotQueued(
+            f"spend {arguments['idempotency_key']} was not queued: "
+            f"the message broker did not answer ({error})."
+        ) from error
+
+
+def _next_send(at: datetime, sends: int) -> datetime:
+    """When a spend sent `sends` times since the first is due again if not recorded."""
+    return at + timedelta(seconds=settings.SPEND_REQUEUE_AFTER * 2 ** min(sends, 4))
+
+
+REQUEUE_BATCH = 10_000  # per run (a minute): publishing them takes a few seconds
+
+
+@task("ads.requeue_spends")
+def requeue_spends() -> None:
+    """Send again every queued spend that should long have been recorded (the outbox).
+    One already in the ledger (its worker died before clearing it) is only cleared. A
+    send is claimed by a conditional update, so two runs at once send it once. With the
+    broker down it stops, and the next run goes on where it stopped."""
+    at = timezone.now()
+    due = list(
+        PendingSpend.objects.filter(next_send_at__lte=at).order_by("next_send_at")[:REQUEUE_BATCH]
+    )
+    recorded = set(
+        SpendEvent.objects.filter(idempotency_key__in=[p.idempotency_key for p in due]).values_list(
+            "idempotency_key", flat=True
+        )
+    )
+    cleared = PendingSpend.objects.filter(idempotency_key__in=recorded).delete()[0]
+    sent = 0
+    with record_spend.app.producer_or_acquire() as producer:
+        for pending in due:
+            if pending.idempotency_key in recorded:
+                continue
+            claimed = PendingSpend.objects.filter(pk=pending.pk, sends=pending.sends).update(
+                sends=F("sends") + 1, next_send_at=_next_send(at, pending.sends)
+            )
+            if not claimed:
+                continue
+            try:
+                _publish(pending.arguments, producer)
+            except SpendNotQueued as error:
+                PendingSpend.objects.filter(pk=pending.pk).update(
+                    sends=pending.sends, next_send_at=pending.next_send_at
+                )
+                logger.error("requeue_spends: %s %d sent again; the next run goes on.", error, sent)
+                return
+            logger.warning(
+                "requeue_spends: spend %s not recorded %d s after it was queued; sent again",
+                pending.idempotency_key, (at - pending.queued_at).total_seconds(),
+            )  # fmt: skip
+            sent += 1
+    logger.info("requeue_spends: %d sent again, %d already recorded and cleared", sent, cleared)
 
 
 @task("ads.record_spend_batch", max_retries=UNTIL_RECORDED)

@@ -34,6 +34,7 @@ def test_beat_stores_the_configured_periodic_tasks_in_the_database() -> None:
         "reset-daily-budgets": ("ads.reset_daily_budgets", "0,15,30,45 * * * *", 840),
         "reset-monthly-budgets": ("ads.reset_monthly_budgets", "0,15,30,45 * * * *", 840),
         "reconcile-spend-counters": ("ads.reconcile_spend_counters", "30 3 * * *", 3600),
+        "requeue-spends": ("ads.requeue_spends", "* * * * *", 50),
     }
     assert set(stored) == set(settings.CELERY_BEAT_SCHEDULE)
     assert {str(c.timezone) for c in CrontabSchedule.objects.all()} == {"UTC"}

@@ -2,18 +2,27 @@
 
 import logging
 from collections.abc import Callable
+from contextlib import suppress
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
+from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connection
+from django.db import connection, transaction
 from pytest_django import DjangoCaptureOnCommitCallbacks
 
 from ads import tasks
-from ads.models import Brand, Campaign, CampaignStatusChange, SettingChange, SpendEvent
+from ads.models import (
+    Brand,
+    Campaign,
+    CampaignStatusChange,
+    PendingSpend,
+    SettingChange,
+    SpendEvent,
+)
 from ads.rules import PauseReason
 from ads.services import record_spend, refresh_campaign_states
 from tests.factories import CampaignFactory
@@ -305,3 +314,71 @@ def test_a_queued_spend_is_dated_when_queued_not_when_a_worker_runs_it(
 
     assert queued["occurred_at"] == "2026-11-27T23:59:00+00:00"
     assert Brand.objects.get().current_daily_spend == 0  # it belongs to yesterday
+
+
+def test_a_queued_spend_stays_in_the_outbox_until_a_worker_records_it(
+    django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
+) -> None:
+    campaign = CampaignFactory.create()
+    with django_capture_on_commit_callbacks() as callbacks:
+        key = tasks.enqueue_spend(campaign.pk, "2.50", idempotency_key="outbox-1")
+    pending = PendingSpend.objects.get()
+    assert (pending.idempotency_key, pending.sends) == (key, 1)
+
+    tasks.record_spend(**callbacks[0].args[0])  # type: ignore[attr-defined]  # a partial
+
+    assert not PendingSpend.objects.exists()
+    assert SpendEvent.objects.get().amount == Decimal("2.50")
+
+
+def test_a_queued_spend_rolled_back_with_its_transaction_leaves_nothing_to_send(
+    django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
+) -> None:
+    campaign = CampaignFactory.create()
+    with (
+        django_capture_on_commit_callbacks() as callbacks,
+        suppress(RuntimeError),
+        transaction.atomic(),
+    ):
+        tasks.enqueue_spend(campaign.pk, "2.50")
+        raise RuntimeError("the caller's transaction fails")
+
+    assert callbacks == []
+    assert not PendingSpend.objects.exists()
+
+
+def test_a_rejected_queued_spend_leaves_the_outbox(
+    django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
+) -> None:
+    campaign = CampaignFactory.create()
+    with django_capture_on_commit_callbacks():
+        tasks.enqueue_spend(campaign.pk, "2.50", idempotency_key="outbox-2")
+    record_spend(campaign.pk, "9.99", idempotency_key="outbox-2")  # the key, another amount
+
+    tasks.record_spend(**PendingSpend.objects.get().arguments)
+
+    assert not PendingSpend.objects.exists()  # sending it again could only conflict again
+    assert SpendEvent.objects.get().amount == Decimal("9.99")
+
+
+def test_requeue_only_clears_a_spend_recorded_by_a_worker_that_died_before_clearing_it(
+    django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
+    time_machine: time_machine.TimeMachineFixture,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    campaign = CampaignFactory.create()
+    time_machine.move_to(local("UTC", "2026-11-27T12:00"), tick=False)
+    with django_capture_on_commit_callbacks():
+        tasks.enqueue_spend(campaign.pk, "2.50", idempotency_key="outbox-3")
+    record_spend(campaign.pk, "2.50", idempotency_key="outbox-3")
+    time_machine.shift(timedelta(seconds=settings.SPEND_REQUEUE_AFTER - 1))
+    tasks.requeue_spends()
+    assert PendingSpend.objects.exists()  # not due yet: it may be on its way
+
+    time_machine.shift(timedelta(seconds=1))
+    with caplog.at_level(logging.INFO, logger="ads.tasks"):
+        tasks.requeue_spends()
+
+    assert not PendingSpend.objects.exists()
+    assert "0 sent again, 1 already recorded and cleared" in caplog.text
+    assert SpendEvent.objects.count() == 1

@@ -5,22 +5,25 @@ database the tests use (CELERY_BROKER_URL in pytest.ini), against the committed 
 database. Waiting polls the database until the worker is done, with a bound.
 """
 
+import logging
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 import redis
 from celery.contrib.testing.worker import start_worker
-from celery.signals import task_retry
+from celery.signals import task_postrun, task_retry
 from celery.worker import WorkController, state
 from django.db import connections
 from django.utils import timezone
+from pytest_django import Settings
 
 from ad_budget_project.celery import app
 from ads import tasks
-from ads.models import Brand, Campaign, CampaignStatusChange, SpendEvent
+from ads.models import Brand, Campaign, CampaignStatusChange, PendingSpend, SpendEvent
 from ads.services import refresh_campaign_states
 from tests.factories import CampaignFactory
 
@@ -31,11 +34,8 @@ def close_worker_connections(**_: object) -> None:
     connections.close_all()  # the worker's threads keep none open past a task
 
 
-@pytest.fixture
-def worker(redis_broker: str) -> Iterator[WorkController]:
-    from celery.signals import task_postrun
-
-    app.control.purge()
+@contextmanager
+def running_worker() -> Iterator[WorkController]:
     task_postrun.connect(close_worker_connections, weak=False)
     try:
         with start_worker(
@@ -44,6 +44,13 @@ def worker(redis_broker: str) -> Iterator[WorkController]:
             yield running
     finally:
         task_postrun.disconnect(close_worker_connections)
+
+
+@pytest.fixture
+def worker(redis_broker: str) -> Iterator[WorkController]:
+    app.control.purge()
+    with running_worker() as running:
+        yield running
 
 
 def queue_length() -> int:
@@ -120,3 +127,29 @@ def test_reset_task_runs_through_the_broker(worker: WorkController) -> None:
     wait_until(lambda: Brand.objects.get().counters_day != yesterday, "reset the day")
     assert Brand.objects.get().current_daily_spend == Decimal(0)
     assert Campaign.objects.get(pk=campaign.pk).daily_spend == Decimal(0)
+
+
+def test_a_queued_spend_lost_on_the_way_is_sent_again_and_recorded_once(
+    redis_broker: str, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The outbox: spends whose messages were lost (here: purged from Redis, as a Redis
+    restart without persistence or a worker killed mid-hand-over would) are sent again
+    by `requeue_spends`; one still queued is sent twice and recorded once."""
+    settings.SPEND_REQUEUE_AFTER = 0  # due at once; the default waits out redelivery
+    campaign = CampaignFactory.create()
+    app.control.purge()
+    for n in range(3):
+        tasks.enqueue_spend(campaign.pk, "1.25", idempotency_key=f"lost-{n}")
+    assert app.control.purge() == 3  # all three messages gone
+    tasks.enqueue_spend(campaign.pk, "2.00", idempotency_key="still-queued")
+
+    with caplog.at_level(logging.INFO, logger="ads.tasks"):
+        tasks.requeue_spends()
+        with running_worker():
+            wait_until(lambda: not PendingSpend.objects.exists() and worker_idle(), "record all")
+        tasks.requeue_spends()
+
+    assert "4 sent again, 0 already recorded and cleared" in caplog.text
+    assert "0 sent again, 0 already recorded and cleared" in caplog.text
+    assert SpendEvent.objects.count() == 4
+    assert Brand.objects.get().current_daily_spend == Decimal("5.75")

@@ -36,6 +36,7 @@ from ads.models import (
     BudgetAlert,
     Campaign,
     CampaignStatusChange,
+    PendingSpend,
     Schedule,
     ScheduleWindow,
     SettingChange,
@@ -216,6 +217,7 @@ def world() -> tuple[object, ...]:
         SettingChange.objects.count(),
         BudgetAlert.objects.count(),
         LogEntry.objects.count(),
+        PendingSpend.objects.count(),
         list(Brand.objects.order_by("pk").values_list(
             "name", "timezone", "is_active", "daily_budget", "monthly_budget",
             "current_daily_spend", "current_monthly_spend", "counters_day", "counters_month",
