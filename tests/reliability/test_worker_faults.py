@@ -5,6 +5,7 @@ pool and Beat with the database scheduler, all on the test database. Every scena
 ends with the ledger invariants.
 """
 
+import json
 import os
 import random
 import signal
@@ -18,14 +19,14 @@ from contextlib import contextmanager
 from decimal import Decimal
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client
 from django.utils import timezone
 from kombu import Connection
 
 from ads import tasks
 from ads.api_keys import issue_key
-from ads.models import ApiKey, SpendEvent
+from ads.models import ApiKey, Brand, PendingSpend, SpendEvent
 from ads.services import record_spend, refresh_campaign_states
 from tests.factories import BrandFactory, CampaignFactory
 from tests.reliability.invariants import LedgerRow, assert_invariants, snapshot_ledger
@@ -87,21 +88,79 @@ def wait_until_children(worker: Program) -> list[int]:
     return worker.children()
 
 
+@contextmanager
+def spends_held(campaign_id: int) -> Iterator[None]:
+    """Hold the lock of the campaign's brand, which every `record_spend` takes first: until
+    the block ends, each pool child that takes a task waits inside it, so a child killed
+    now dies mid-task, never between tasks. PostgreSQL shows the waiters; SQLite does not,
+    so there the children get a second to take a task from the hundreds queued."""
+    with transaction.atomic():  # SQLite: BEGIN IMMEDIATE, the database's write lock
+        Brand.objects.select_for_update().get(campaigns__pk=campaign_id)
+        if connection.vendor == "postgresql":
+            wait_until(lambda: lock_waiters() >= 2, "both pool children waiting for the lock", 30)
+        else:
+            time.sleep(1)
+        yield
+
+
+def lock_waiters() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")  # the view is cached per transaction
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        (waiting,) = cursor.fetchone() or (0,)
+    return int(waiting)
+
+
+def lost_tasks(workers: Sequence[Program]) -> int:
+    return sum(w.count(r"Task handler raised error: WorkerLostError") for w in workers)
+
+
 def acknowledged_keys(snapshot: dict[int, LedgerRow]) -> list[str]:
     return [row[0] for row in snapshot.values()]
 
 
+ENQUEUE_ALL = """
+import json, sys
+from ads.tasks import enqueue_spend
+for spend in json.load(sys.stdin):
+    enqueue_spend(
+        spend["campaign_id"], spend["amount"],
+        idempotency_key=spend["idempotency_key"], occurred_at=spend["occurred_at"],
+    )
+"""
+
+
+def manage_shell(code: str, broker: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """Run `code` in `manage.py shell` on the test database and `broker`. The outbox's
+    spends are due at once: `requeue_spends` runs here only once the queue is empty."""
+    return subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=ROOT, input=stdin, capture_output=True, text=True, timeout=300, check=True,
+        env=os.environ | {"DATABASE_URL": database_url(), "CELERY_BROKER_URL": broker,
+                          "SPEND_REQUEUE_AFTER": "0"},
+    )  # fmt: skip
+
+
 def test_worker_killed_at_random_points_records_every_spend_exactly_once() -> None:
     """Scenario 5: SIGKILL a pool child (the main process requeues its task) and the main
-    process (Redis hands its taken messages to the restarted worker) while 1,000
-    `record_spend` tasks are consumed; late acks plus idempotency keys give exactly once."""
+    process (Redis hands its taken messages to the restarted worker) while 1,000 spends
+    queued with `enqueue_spend` are consumed; late acks plus idempotency keys give
+    exactly once. A main process killed between taking a message off Redis and noting
+    it as unacknowledged loses that message (kombu's Redis transport): the spend then
+    waits in the outbox, and `requeue_spends` sends it again."""
     rng = random.Random(5)
     batch = spends(1000, "kill", seed=5)
     for n in range(5):  # recorded before the faults: they must come through untouched
         record_spend(batch[0]["campaign_id"], "1.00", idempotency_key=f"earlier-{n}")
     acknowledged = snapshot_ledger()
+    held = batch[0]["campaign_id"]
+    assert isinstance(held, int)
+    accepted = {str(a["idempotency_key"]) for a in batch}
     with redis_server() as redis, programs() as started:
-        send(redis.url, batch)
+        manage_shell(ENQUEUE_ALL, redis.url, stdin=json.dumps(batch))
         worker = start_worker("kill-0", broker=redis.url, env=FAST_REDELIVERY)
         started.append(worker)
         kills: list[str] = []
@@ -110,35 +169,48 @@ def test_worker_killed_at_random_points_records_every_spend_exactly_once() -> No
             wait_until(lambda: recorded() >= goal, f"the worker reaching {goal}", 120)  # noqa: B023
             if target == "child":
                 pool = wait_until_children(worker)
-                os.kill(rng.choice(pool), signal.SIGKILL)
+                before = lost_tasks(started)
+                with spends_held(held):
+                    os.kill(rng.choice(pool), signal.SIGKILL)
+                    wait_until(
+                        lambda: lost_tasks(started) > before,  # noqa: B023
+                        "the worker requeueing the killed child's task",
+                        30,
+                    )
             else:
                 worker.kill(signal.SIGKILL)
                 worker = start_worker(f"kill-{n + 1}", broker=redis.url, env=FAST_REDELIVERY)
                 started.append(worker)
             kills.append(f"{target} at {recorded()}")
         killed_at = time.monotonic()
+        # Acknowledged late, a message leaves Redis only once its task has run.
+        wait_until(lambda: redis.queued() == 0, "every message run", 180)
+        drained = time.monotonic() - killed_at
+        keys = set(SpendEvent.objects.values_list("idempotency_key", flat=True))
+        pending = set(PendingSpend.objects.values_list("idempotency_key", flat=True))
+        assert pending == accepted - keys, "a spend neither recorded nor in the outbox"
+        requeue = manage_shell("from ads.tasks import requeue_spends; requeue_spends()", redis.url)
         wait_until(
-            lambda: recorded() == len(batch) + 5 and redis.queued() == 0, "all 1,000 recorded", 180
+            lambda: recorded() == len(batch) + 5 and redis.queued() == 0, "all 1,000 recorded", 60
         )
         recovery = time.monotonic() - killed_at
         again = sum(w.count(r"was already recorded") for w in started)
-        lost = sum(w.count(r"WorkerLostError") for w in started)
+        lost = lost_tasks(started)
 
-    assert lost > 0, "no pool process was killed mid-task: late acks were not exercised"
+    assert requeue.stderr.count("sent again") == len(pending) + 1  # one line each, one summary
+    assert not PendingSpend.objects.exists()
     measured = assert_invariants(
         at=timezone.now(),
-        accepted_keys=[
-            *(str(a["idempotency_key"]) for a in batch),
-            *acknowledged_keys(acknowledged),
-        ],
+        accepted_keys=[*accepted, *acknowledged_keys(acknowledged)],
         before=acknowledged,
     )
     assert measured.rows == 1005
     assert measured.total == total(batch) + Decimal("5.00")
     report(
         f"scenario 5: kills {kills}; {measured}; {again} redelivered task(s) found their "
-        f"key recorded; {lost} worker-lost requeue(s); all done {recovery:.1f} s after "
-        "the last kill"
+        f"key recorded; {lost} worker-lost requeue(s); queue empty {drained:.1f} s after "
+        f"the last kill; {len(pending)} message(s) lost in a killed worker's hand-over, "
+        f"sent again from the outbox; all done after {recovery:.1f} s"
     )
 
 
@@ -362,7 +434,7 @@ def test_queueing_with_redis_down_fails_clearly_in_bounded_time(
 
 ENQUEUE = """
 from django.db import transaction
-from ads.tasks import SpendNotQueued, enqueue_spend
+from ads.tasks import SpendNotQueued, enqueue_spend, requeue_spends
 try:
     enqueue_spend({campaign}, "5.00", idempotency_key="enqueued-1")
 except SpendNotQueued as error:
@@ -371,24 +443,29 @@ with transaction.atomic():
     enqueue_spend({campaign}, "1.00", idempotency_key="in-transaction-1")
     enqueue_spend({campaign}, "2.00", idempotency_key="in-transaction-2")
 print("committed")
+requeue_spends()
 """
 
 
 @pytest.mark.parametrize("broker", ["down", "hung"])
-def test_enqueue_spend_with_redis_down_names_every_key_to_send_again(
+def test_enqueue_spend_with_redis_down_raises_or_keeps_every_spend(
     broker: str, request: pytest.FixtureRequest
 ) -> None:
     """Scenario 7, the enqueueing code: outside a transaction `enqueue_spend` raises
-    SpendNotQueued naming the key to send again; inside one, each spend's hand-over at
-    commit is tried and each failure is logged with its key (one failure does not
-    drop the spends after it). Bounded time; nothing queued or half-recorded."""
+    SpendNotQueued naming the key to send again, and keeps nothing; inside one, the
+    spends commit to the outbox with the transaction, each failed hand-over is logged
+    with its key (one failure does not drop the spends after it), and `requeue_spends`
+    with the broker still down leaves them for its next run. Bounded time; nothing
+    recorded."""
     url = closed_port() if broker == "down" else request.getfixturevalue("silent_broker")
     campaign = CampaignFactory.create()
     before = snapshot_ledger()
     started = time.monotonic()
     result = subprocess.run(
         [sys.executable, "manage.py", "shell", "-c", ENQUEUE.format(campaign=campaign.pk)],
-        cwd=ROOT, env=os.environ | {"DATABASE_URL": database_url(), "CELERY_BROKER_URL": url},
+        cwd=ROOT,
+        env=os.environ | {"DATABASE_URL": database_url(), "CELERY_BROKER_URL": url,
+                          "SPEND_REQUEUE_AFTER": "0"},  # due at once: requeue_spends tries
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     elapsed = time.monotonic() - started
@@ -399,7 +476,17 @@ def test_enqueue_spend_with_redis_down_names_every_key_to_send_again(
     assert result.stdout.rstrip().endswith("committed")
     for key in ("in-transaction-1", "in-transaction-2"):
         assert f"spend {key} was not queued" in result.stderr
-        assert f"send it again with the same idempotency key {key}" in result.stderr
-    assert elapsed < 60  # three hand-overs, each bounded
+        assert f"spend {key} was not queued: the message broker did not answer" in result.stderr
+    assert result.stderr.count("It is kept and sent again once the broker answers") == 2
+    assert "requeue_spends: spend in-transaction-1 was not queued" in result.stderr
+    assert "0 sent again; the next run goes on" in result.stderr
+    assert sorted(PendingSpend.objects.values_list("idempotency_key", "sends")) == [
+        ("in-transaction-1", 1),
+        ("in-transaction-2", 1),
+    ]
+    assert elapsed < 60  # four hand-overs, each bounded
     assert_invariants(at=timezone.now(), accepted_keys=[], before=before, states_current=False)
-    report(f"scenario 7 (enqueue_spend x3, Redis {broker}): all three named after {elapsed:.1f} s")
+    report(
+        f"scenario 7 (enqueue_spend x3 and requeue_spends, Redis {broker}): all named "
+        f"after {elapsed:.1f} s; 2 kept in the outbox"
+    )
