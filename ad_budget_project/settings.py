@@ -168,10 +168,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 # (ads.requeue_spends; later sends wait twice as long each time, at most 16 times as
 # long). Past the visibility timeout, so Redis's own redelivery of a crashed worker's
 # messages comes first.
-SPEND_REQUEUE_AFTER: int = env.int(
-    "SPEND_REQUEUE_AFTER",
-    default=VISIBILITY_TIMEOUT + 60,
-)
+SPEND_REQUEUE_AFTER: int = env.int("SPEND_REQUEUE_AFTER", default=VISIBILITY_TIMEOUT + 60)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
