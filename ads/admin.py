@@ -1,5 +1,5 @@
 import csv
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from itertools import chain
 from typing import Any
@@ -8,17 +8,25 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Model, QuerySet
 from django.forms import BaseInlineFormSet
-from django.http import HttpRequest, HttpResponseRedirect, StreamingHttpResponse
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseRedirect,
+    StreamingHttpResponse,
+)
 from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.utils.html import format_html, format_html_join
 
 from ads import services
 from ads.api_keys import issue_key
-from ads.dashboard import Standing, pause_details, standing, with_campaign_counts
+from ads.dashboard import Standing, pause_details, standing, when, with_campaign_counts
+from ads.forms import StaleSafeFormMixin
 from ads.models import (
     WEEKDAYS_EMPTY,
     ApiKey,
@@ -30,14 +38,17 @@ from ads.models import (
     ScheduleWindow,
     SettingChange,
     SpendEvent,
+    brand_zones,
 )
 from ads.money import format_money
 from ads.rules import (
     WEEKDAY_NAMES,
+    budget_warnings,
     next_schedule_change,
     reasons_label,
     schedule_allows,
     schedule_summary,
+    transition_label,
     weekday_mask,
     weekdays_of,
 )
@@ -53,17 +64,154 @@ def schedule_status(campaign: Campaign, at: datetime) -> str:
     text = f"{'Yes' if allowed else 'No'} ({schedule_summary(windows)})"
     change = next_schedule_change(windows, at, zone)
     if change is not None:
-        local = change.astimezone(zone)
-        text += (
-            f"; {'closes' if allowed else 'opens'} {local:%a %d %b %H:%M} {zone.key}"
-            f" ({change.astimezone(UTC):%a %H:%M} UTC)"
-        )
+        text += f"; {'closes' if allowed else 'opens'} {when(change, zone)}"
     return text
 
 
 def spend_of_budget(spend: Decimal, budget: Decimal) -> str:
-    share = "exhausted" if spend >= budget else f"{spend / budget:.0%}"
+    if spend > budget:
+        share = f"{format_money(spend - budget)} over"
+    else:
+        share = "exhausted" if spend >= budget else f"{spend / budget:.0%}"
     return f"{format_money(spend)} / {format_money(budget)} ({share})"
+
+
+class TimeZoneInput(forms.TextInput):
+    """A text box with the IANA zones as a searchable list: the browser suggests the
+    zones containing what has been typed ("Berlin" finds Europe/Berlin)."""
+
+    template_name = "ads/admin/timezone_input.html"
+
+    def __init__(self, attrs: dict[str, Any] | None = None) -> None:
+        super().__init__({"list": "iana-zones", "autocomplete": "off", **(attrs or {})})
+
+    def get_context(self, name: str, value: Any, attrs: dict[str, Any] | None) -> dict[str, Any]:
+        context = super().get_context(name, value, attrs)
+        context["zones"] = sorted(brand_zones())
+        return context
+
+
+QUARTER_HOURS = [f"{minutes // 60:02d}:{minutes % 60:02d}" for minutes in range(0, 24 * 60, 15)]
+
+
+class QuarterHourSelect(forms.Select):
+    """24-hour times on the 15-minute grid, whatever the browser's locale (a time input
+    shows AM/PM in an English browser)."""
+
+    def __init__(self, attrs: dict[str, Any] | None = None) -> None:
+        super().__init__(attrs, choices=[(t, t) for t in QUARTER_HOURS])
+
+    def format_value(self, value: Any) -> list[str]:
+        if hasattr(value, "strftime"):
+            value = value.strftime("%H:%M") if not value.second else value.isoformat()
+        shown = super().format_value(value)
+        # An off-grid time already stored stays visible (and is refused on save).
+        for extra in shown:
+            if extra and extra not in QUARTER_HOURS:
+                self.choices = [*self.choices, (extra, extra)]
+        return shown
+
+
+def lock_brand_for_post(request: HttpRequest, brand_id: int | None) -> None:
+    """On a POST, lock the brand row for the rest of the admin's transaction (the admin
+    runs each change view in one), so the page's values are compared with, and saved
+    over, a brand no one else can change meanwhile."""
+    if request.method == "POST" and brand_id is not None:
+        Brand.objects.select_for_update().filter(pk=brand_id).exists()
+
+
+class ArchivedFilter(admin.SimpleListFilter):
+    """Lists show what is current unless a person asks for the archive."""
+
+    title = "archive"
+    parameter_name = "archived"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Archived"), ("all", "All")]
+
+    def choices(self, changelist: Any) -> Any:
+        yield {
+            "selected": self.value() is None,
+            "query_string": changelist.get_query_string(remove=[self.parameter_name]),
+            "display": "Current",
+        }
+        for lookup, title in self.lookup_choices:
+            yield {
+                "selected": self.value() == lookup,
+                "query_string": changelist.get_query_string({self.parameter_name: lookup}),
+                "display": title,
+            }
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "all":
+            return queryset
+        return queryset.filter(archived_at__isnull=self.value() != "yes")
+
+
+class ArchivableAdmin(admin.ModelAdmin[Any]):
+    """Brands and campaigns: one without spend can be deleted, with its own history;
+    one with spend is archived instead, and can be restored."""
+
+    delete_confirmation_template = "ads/admin/delete_confirmation.html"
+    delete_selected_confirmation_template = "ads/admin/delete_selected_confirmation.html"
+
+    def get_deleted_objects(
+        self, objs: Any, request: HttpRequest
+    ) -> tuple[list[Any], dict[str, int], set[str], list[Any]]:
+        deleted, counts, perms_needed, _protected = super().get_deleted_objects(objs, request)
+        # Status changes and alerts are the object's own history, deleted with it; the
+        # ledger (protected) is what decides, in words rather than a list of rows.
+        own_history = {
+            CampaignStatusChange._meta.verbose_name,
+            BudgetAlert._meta.verbose_name,
+        }
+        perms_needed = {name for name in perms_needed if name not in own_history}
+        return deleted, counts, perms_needed, services.spend_blocking_delete(objs)
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        services.delete_unspent([obj], actor=request.user.get_username(), at=timezone.now())
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        services.delete_unspent(
+            list(queryset), actor=request.user.get_username(), at=timezone.now()
+        )
+
+    @admin.action(description="Archive selected %(verbose_name_plural)s", permissions=["change"])
+    def archive(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        self._set_archived(request, queryset, archived=True)
+
+    @admin.action(description="Restore selected %(verbose_name_plural)s", permissions=["change"])
+    def restore(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        self._set_archived(request, queryset, archived=False)
+
+    def _set_archived(
+        self, request: HttpRequest, queryset: QuerySet[Any], *, archived: bool
+    ) -> None:
+        objects = list(queryset)
+        services.set_archived(
+            objects, archived=archived, actor=request.user.get_username(), at=timezone.now()
+        )
+        if archived:
+            text = (
+                f"{len(objects)} archived and switched off. Their spend stays in the ledger; "
+                "see them with the 'Archived' filter, and restore them from there."
+            )
+        else:
+            text = f"{len(objects)} restored, switched off: turn them on when they should run."
+        self.message_user(request, text, messages.SUCCESS)
+
+
+def warn_about_budgets(admin_: admin.ModelAdmin[Any], request: HttpRequest, brand: Brand) -> None:
+    """After a save: budgets that are allowed but probably a mistake, and what binds."""
+    brand = Brand.objects.get(pk=brand.pk)
+    campaigns = brand.campaigns.filter(archived_at__isnull=True).values_list("name", "daily_budget")
+    for warning in budget_warnings(
+        daily=brand.daily_budget,
+        monthly=brand.monthly_budget,
+        campaigns=[(name, budget) for name, budget in campaigns],
+        format_amount=format_money,
+    ):
+        admin_.message_user(request, warning, messages.WARNING)
 
 
 class _Echo:
@@ -94,8 +242,44 @@ class ReadOnlyAdmin(admin.ModelAdmin[Any]):
         return False
 
 
+class BrandForm(StaleSafeFormMixin, forms.ModelForm[Brand]):
+    class Meta:
+        model = Brand
+        fields = (
+            "name",
+            "timezone",
+            "is_active",
+            "contact_email",
+            "daily_budget",
+            "monthly_budget",
+        )
+        widgets = {"timezone": TimeZoneInput()}
+
+
+class CampaignForm(StaleSafeFormMixin, forms.ModelForm[Campaign]):
+    class Meta:
+        model = Campaign
+        fields = ("brand", "name", "is_enabled", "daily_budget", "schedule")
+
+
+class CampaignInlineFormSet(BaseInlineFormSet[Campaign, Brand, forms.ModelForm[Campaign]]):
+    def clean(self) -> None:
+        """A campaign with spend cannot be deleted: say why, before anything is saved."""
+        super().clean()
+        doomed = [
+            form.instance
+            for form in self.forms
+            if form.instance.pk and getattr(form, "cleaned_data", {}).get("DELETE")
+        ]
+        reasons = services.spend_blocking_delete(doomed)
+        if reasons:
+            raise ValidationError(reasons)
+
+
 class CampaignInline(admin.TabularInline[Campaign, Brand]):
     model = Campaign
+    form = CampaignForm
+    formset = CampaignInlineFormSet
     fields = (
         "name",
         "is_enabled",
@@ -109,13 +293,17 @@ class CampaignInline(admin.TabularInline[Campaign, Brand]):
     extra = 0
     show_change_link = True
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Campaign]:
+        return super().get_queryset(request).filter(archived_at__isnull=True)
+
     @admin.display(description="pause reasons")
     def reasons(self, obj: Campaign) -> str:
         return reasons_label(obj.pause_reasons)
 
 
 @admin.register(Brand)
-class BrandAdmin(admin.ModelAdmin[Brand]):
+class BrandAdmin(ArchivableAdmin):
+    form = BrandForm
     list_display = (
         "name",
         "local_time",
@@ -124,13 +312,14 @@ class BrandAdmin(admin.ModelAdmin[Brand]):
         "this_month",
         "campaign_counts",
     )
-    list_filter = ("is_active", "timezone")
+    list_filter = (ArchivedFilter, "is_active", "timezone")
     search_fields = ("name",)
     readonly_fields = (
         "current_daily_spend",
         "current_monthly_spend",
         "counters_day",
         "counters_month",
+        "archived_at",
     )
     fieldsets = (
         (None, {"fields": ("name", "timezone", "is_active", "contact_email")}),
@@ -148,12 +337,26 @@ class BrandAdmin(admin.ModelAdmin[Brand]):
         ),
     )
     inlines = (CampaignInline,)
+    actions = ("archive", "restore")
 
     class Media:
         css = {"all": ["ads/admin.css"]}
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Brand]:
         return with_campaign_counts(super().get_queryset(request))
+
+    def get_object(
+        self, request: HttpRequest, object_id: str, from_field: str | None = None
+    ) -> Brand | None:
+        if object_id.isdigit():
+            lock_brand_for_post(request, int(object_id))
+        return super().get_object(request, object_id, from_field)
+
+    def get_fieldsets(self, request: HttpRequest, obj: Brand | None = None) -> Any:
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is not None and obj.archived_at is not None:
+            return [*fieldsets, ("Archive", {"fields": ("archived_at",)})]
+        return fieldsets
 
     @staticmethod
     def standing(obj: Brand) -> tuple[Standing, Standing]:
@@ -189,7 +392,7 @@ class BrandAdmin(admin.ModelAdmin[Brand]):
     def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
         campaigns = formset.save(commit=False)
         for deleted in formset.deleted_objects:
-            deleted.delete()
+            services.delete_unspent([deleted], actor=request.user.get_username(), at=timezone.now())
         # Keyed by identity: new campaigns have no primary key yet, so are unhashable.
         changed = {id(f.instance): f.changed_data for f in formset.forms}
         for campaign in campaigns:
@@ -201,9 +404,14 @@ class BrandAdmin(admin.ModelAdmin[Brand]):
             )
         formset.save_m2m()
 
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        warn_about_budgets(self, request, form.instance)
+
 
 @admin.register(Campaign)
-class CampaignAdmin(admin.ModelAdmin[Campaign]):
+class CampaignAdmin(ArchivableAdmin):
+    form = CampaignForm
     list_display = (
         "name",
         "brand",
@@ -214,15 +422,17 @@ class CampaignAdmin(admin.ModelAdmin[Campaign]):
         "schedule",
         "schedule_now",
     )
-    list_filter = ("is_enabled", "is_active", "brand", "schedule")
+    list_filter = (ArchivedFilter, "is_enabled", "is_active", "brand", "schedule")
     search_fields = ("name", "brand__name")
     list_select_related = ("brand", "schedule")
+    change_list_template = "ads/admin/campaign_change_list.html"
     readonly_fields = (
         "is_active",
         "why_not_running",
         "schedule_now",
         "daily_spend",
         "recent_changes",
+        "archived_at",
         "created_at",
     )
     fields = (
@@ -236,9 +446,10 @@ class CampaignAdmin(admin.ModelAdmin[Campaign]):
         "why_not_running",
         "daily_spend",
         "recent_changes",
+        "archived_at",
         "created_at",
     )
-    actions = ("enable", "disable")
+    actions = ("enable", "disable", "archive", "restore")
 
     class Media:
         css = {"all": ["ads/admin.css"]}
@@ -251,6 +462,22 @@ class CampaignAdmin(admin.ModelAdmin[Campaign]):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Campaign]:
         return super().get_queryset(request).prefetch_related("schedule__windows")
+
+    def get_object(
+        self, request: HttpRequest, object_id: str, from_field: str | None = None
+    ) -> Campaign | None:
+        if object_id.isdigit():
+            campaigns = Campaign.objects.filter(pk=int(object_id))
+            brand_id = campaigns.values_list("brand_id", flat=True).first()
+            lock_brand_for_post(request, brand_id)
+        return super().get_object(request, object_id, from_field)
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        # When the list was shown: a bulk switch leaves alone what others switched since.
+        context = {"page_opened_at": timezone.now().isoformat(), **(extra_context or {})}
+        return super().changelist_view(request, context)
 
     @admin.display(description="pause reasons")
     def reasons(self, obj: Campaign) -> str:
@@ -273,9 +500,10 @@ class CampaignAdmin(admin.ModelAdmin[Campaign]):
         if obj.pk is None:
             return "-"
         if obj.is_active:
-            left = f"brand {format_money(obj.brand.daily_left)} left today"
-            if obj.daily_left is not None:
-                left += f", own budget {format_money(obj.daily_left)} left"
+            brand_today = standing(obj.brand, timezone.now())[0]
+            left = f"brand {brand_today.left_text} today"
+            if obj.daily_budget is not None:
+                left += f", own budget {spend_left_text(obj.daily_spend, obj.daily_budget)}"
             return f"It is running ({left})."
         return format_html(
             '<ul class="why-not-running">{}</ul>',
@@ -293,7 +521,7 @@ class CampaignAdmin(admin.ModelAdmin[Campaign]):
             return "None yet."
         rows = format_html_join(
             "", "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-            ((f"{c.changed_at:%Y-%m-%d %H:%M} UTC", c.reason, c.actor) for c in changes),
+            ((f"{c.changed_at:%Y-%m-%d %H:%M} UTC", change_label(c), c.actor) for c in changes),
         )  # fmt: skip
         return format_html(
             '<table class="status-changes"><thead><tr><th>When</th><th>Change</th>'
@@ -308,6 +536,7 @@ class CampaignAdmin(admin.ModelAdmin[Campaign]):
             actor=request.user.get_username(),
             at=timezone.now(),
         )
+        warn_about_budgets(self, request, obj.brand)
 
     @admin.action(description="Enable selected campaigns", permissions=["change"])
     def enable(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> None:
@@ -318,21 +547,41 @@ class CampaignAdmin(admin.ModelAdmin[Campaign]):
         self._switch(request, queryset, enabled=False)
 
     def _switch(self, request: HttpRequest, queryset: QuerySet[Campaign], *, enabled: bool) -> None:
+        opened = parse_datetime(str(request.POST.get("page_opened_at", "")))
         result = services.set_campaigns_enabled(
             list(queryset.values_list("pk", flat=True)),
             enabled=enabled,
             actor=request.user.get_username(),
             at=timezone.now(),
+            page_opened_at=opened if opened and timezone.is_aware(opened) else None,
         )
         verb = "enabled" if enabled else "disabled"
         self.message_user(
             request,
-            f"{queryset.count()} campaign(s) {verb}; {len(result.changes)} changed state.",
+            f"{result.switched} campaign(s) {verb}; {len(result.refresh.changes)} changed state.",
             messages.SUCCESS,
         )
+        for conflict in result.conflicts:
+            self.message_user(request, conflict, messages.WARNING)
 
 
-class ScheduleWindowForm(forms.ModelForm[ScheduleWindow]):
+def spend_left_text(spend: Decimal, budget: Decimal) -> str:
+    """'3.00 left' or '5.00 over'."""
+    if spend > budget:
+        return f"{format_money(spend - budget)} over"
+    return f"{format_money(budget - spend)} left"
+
+
+def change_label(change: CampaignStatusChange) -> str:
+    return transition_label(
+        change.old_is_active,
+        change.old_pause_reasons,
+        change.new_is_active,
+        change.new_pause_reasons,
+    )
+
+
+class ScheduleWindowForm(StaleSafeFormMixin, forms.ModelForm[ScheduleWindow]):
     days = forms.TypedMultipleChoiceField(
         label="Weekdays",
         choices=list(enumerate(WEEKDAY_NAMES)),
@@ -345,10 +594,7 @@ class ScheduleWindowForm(forms.ModelForm[ScheduleWindow]):
     class Meta:
         model = ScheduleWindow
         fields = ("days", "start", "end")
-        widgets = {
-            "start": forms.TimeInput(format="%H:%M", attrs={"type": "time", "step": 900}),
-            "end": forms.TimeInput(format="%H:%M", attrs={"type": "time", "step": 900}),
-        }
+        widgets = {"start": QuarterHourSelect(), "end": QuarterHourSelect()}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -389,8 +635,15 @@ class ScheduleWindowInline(admin.TabularInline[ScheduleWindow, Schedule]):
         return super().get_formset(request, obj, validate_min=True, **kwargs)
 
 
+class ScheduleForm(StaleSafeFormMixin, forms.ModelForm[Schedule]):
+    class Meta:
+        model = Schedule
+        fields = ("name",)
+
+
 @admin.register(Schedule)
 class ScheduleAdmin(admin.ModelAdmin[Schedule]):
+    form = ScheduleForm
     list_display = ("name", "summary", "campaign_count")
     search_fields = ("name",)
     inlines = (ScheduleWindowInline,)
@@ -416,7 +669,7 @@ class ScheduleAdmin(admin.ModelAdmin[Schedule]):
         old = Schedule.objects.filter(pk=obj.pk).first() if obj.pk else None
         form.old_schedule = old
         form.old_windows = schedule_summary(old.rule_windows()) if old else ""
-        super().save_model(request, obj, form, change)
+        save_changed_fields(obj, form, change)
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         super().save_related(request, form, formsets, change)
@@ -496,14 +749,46 @@ class SpendEventAdmin(ReadOnlyAdmin):
 
 @admin.register(CampaignStatusChange)
 class CampaignStatusChangeAdmin(ReadOnlyAdmin):
-    list_display = ("changed_at", "campaign", "reason", "actor", "old_is_active", "new_is_active")
-    list_filter = ("actor", "new_is_active")
-    search_fields = ("campaign__name", "actor", "reason")
+    list_display = ("changed_at", "campaign", "brand", "change", "actor", "new_is_active")
+    list_filter = (
+        ("campaign__brand", admin.RelatedOnlyFieldListFilter),
+        "actor",
+        "new_is_active",
+    )
+    search_fields = ("campaign__name", "campaign__brand__name", "actor", "reason")
     list_select_related = ("campaign", "campaign__brand")
     date_hierarchy = "changed_at"
+    fields = (
+        "changed_at",
+        "campaign",
+        "brand",
+        "change",
+        "actor",
+        "old_is_active",
+        "new_is_active",
+        "reason",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="brand", ordering="campaign__brand__name")
+    def brand(self, obj: CampaignStatusChange) -> str:
+        return str(obj.campaign.brand.name)
+
+    @admin.display(description="change")
+    def change(self, obj: CampaignStatusChange) -> str:
+        return change_label(obj)
 
 
-class ApiKeyForm(forms.ModelForm[ApiKey]):
+def save_changed_fields(obj: Model, form: Any, change: bool) -> None:
+    """Save a new object whole, an existing one only in the fields changed on the page."""
+    if not change:
+        obj.save()
+        return
+    concrete = {f.name for f in obj._meta.concrete_fields}
+    obj.save(update_fields=[name for name in form.changed_data if name in concrete])
+
+
+class ApiKeyForm(StaleSafeFormMixin, forms.ModelForm[ApiKey]):
     class Meta:
         model = ApiKey
         fields = ("name", "all_brands", "brands")
@@ -541,12 +826,31 @@ class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
         return ", ".join(b.name for b in obj.brands.all()) or "none (its brands were deleted)"
 
     def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
-        key = None if change else issue_key(obj)
-        super().save_model(request, obj, form, change)
-        if key:
-            self.message_user(
-                request, f"Copy this key now; it is not shown again: {key}", messages.WARNING
-            )
+        if not change:
+            # Kept on the request only, for the page that shows it once: never in a
+            # message (whose storage may be a cookie), a session or a log.
+            request.new_api_key = issue_key(obj)  # type: ignore[attr-defined]  # per-request
+        save_changed_fields(obj, form, change)
+
+    def response_add(
+        self, request: HttpRequest, obj: ApiKey, post_url_continue: str | None = None
+    ) -> HttpResponse:
+        key = getattr(request, "new_api_key", None)
+        if key is None:
+            return super().response_add(request, obj, post_url_continue)
+        response = TemplateResponse(
+            request,
+            "ads/admin/apikey_created.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "key": key,
+                "api_key": obj,
+                "title": "Copy the new API key",
+            },
+        )
+        response["Cache-Control"] = "no-store"
+        return response
 
     @admin.action(description="Revoke selected keys")
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:

@@ -21,11 +21,11 @@ from ads.rules import (
     day_bounds,
     elapsed_share,
     left,
-    local_date,
     month_bounds,
     month_start,
     next_schedule_change,
     pacing,
+    reasons_label,
     spent_share,
 )
 
@@ -48,12 +48,23 @@ class Standing:
         return left(self.spend, self.budget)
 
     @property
+    def over(self) -> Decimal:
+        """How far spend has passed the budget (a late or concurrent spend can)."""
+        return max(self.spend - self.budget, Decimal(0))
+
+    @property
     def left_text(self) -> str:
-        return format_money(self.left)
+        """'3.00 left' or '5.00 over'."""
+        if self.over:
+            return f"{format_money(self.over)} over"
+        return f"{format_money(self.left)} left"
 
     @property
     def text(self) -> str:
-        share = "exhausted" if self.band == Band.EXHAUSTED else f"{self.percent} %"
+        if self.over:
+            share = f"{format_money(self.over)} over"
+        else:
+            share = "exhausted" if self.band == Band.EXHAUSTED else f"{self.percent} %"
         return f"{format_money(self.spend)} / {format_money(self.budget)} ({share})"
 
 
@@ -100,22 +111,55 @@ class BrandLine:
     month: Standing
     local_time: datetime
 
+    @property
+    def local_time_text(self) -> str:
+        """The brand's wall clock, formatted here: a template's date filter would turn
+        it back into the server's zone."""
+        return f"{self.local_time:%a %H:%M}"
+
 
 def brands_near_budget(at: datetime) -> list[BrandLine]:
     """Active brands at 75 % or more of a budget, the most spent first."""
     lines = []
-    for brand in with_campaign_counts(Brand.objects.filter(is_active=True)):
+    brands = Brand.objects.filter(is_active=True, archived_at__isnull=True)
+    for brand in with_campaign_counts(brands):
         today, month = standing(brand, at)
         if today.band != Band.OK or month.band != Band.OK:
             lines.append(BrandLine(brand, today, month, at.astimezone(brand.zone)))
     return sorted(lines, key=lambda line: -max(line.today.percent, line.month.percent))
 
 
-def recent_pauses(at: datetime, hours: int = 24) -> QuerySet[CampaignStatusChange]:
+@dataclass(frozen=True, slots=True)
+class PauseLine:
+    """A campaign that stopped running lately: why it stopped, and how it stands now
+    (it may have resumed since)."""
+
+    change: CampaignStatusChange
+
+    @property
+    def why(self) -> str:
+        return reasons_label(
+            r for r in self.change.new_pause_reasons if r not in self.change.old_pause_reasons
+        )
+
+    @property
+    def now(self) -> str:
+        campaign = self.change.campaign
+        if campaign.is_active:
+            return "Running again"
+        return f"Paused: {reasons_label(campaign.pause_reasons)}"
+
+
+def recent_pauses(at: datetime, hours: int = 24) -> list[PauseLine]:
     """Campaigns that stopped running in the last `hours`, newest first."""
-    return CampaignStatusChange.objects.filter(
-        changed_at__gte=at - timedelta(hours=hours), old_is_active=True, new_is_active=False
+    changes = CampaignStatusChange.objects.filter(
+        changed_at__gte=at - timedelta(hours=hours),
+        old_is_active=True,
+        new_is_active=False,
+        campaign__archived_at__isnull=True,
+        campaign__brand__archived_at__isnull=True,
     ).select_related("campaign", "campaign__brand")[:50]
+    return [PauseLine(change) for change in changes]
 
 
 def recent_alerts(at: datetime, hours: int = 24) -> QuerySet[BudgetAlert]:
@@ -194,9 +238,12 @@ def dashboard(at: datetime, *, can_view: Callable[[str], bool]) -> dict[str, obj
     return context
 
 
-def _when(instant: datetime, zone: ZoneInfo) -> str:
-    utc = instant.astimezone(UTC)
-    return f"{instant.astimezone(zone):%a %d %b %H:%M} {zone.key} ({utc:%H:%M} UTC)"
+def when(instant: datetime, zone: ZoneInfo) -> str:
+    """'Wed 02 Dec 00:00 Europe/Berlin (Tue 01 Dec 23:00 UTC)': the UTC part names its
+    day whenever that is not the local one."""
+    local, utc = instant.astimezone(zone), instant.astimezone(UTC)
+    utc_text = f"{utc:%H:%M}" if utc.date() == local.date() else f"{utc:%a %d %b %H:%M}"
+    return f"{local:%a %d %b %H:%M} {zone.key} ({utc_text} UTC)"
 
 
 def pause_details(campaign: Campaign, at: datetime) -> list[tuple[str, str]]:
@@ -204,23 +251,29 @@ def pause_details(campaign: Campaign, at: datetime) -> list[tuple[str, str]]:
     [("Brand daily budget exhausted", "spent 100.00 of 100.00 today; resets Sat ...")]."""
     brand = campaign.brand
     zone = brand.zone
-    today = local_date(at, zone)
+    today = brand.counting_day(at)
     next_day = day_bounds(today, zone)[1]
     next_month = month_bounds(month_start(today), zone)[1]
+    day, month = standing(brand, at)
+    own = Standing(
+        campaign.daily_spend if brand.counters_day == today else Decimal(0),
+        campaign.daily_budget or Decimal(0),
+        Band.OK,
+        Pacing.ON_PACE,
+    )
+
+    def spent(s: Standing, of: str) -> str:
+        over = f" ({s.left_text})" if s.over else ""
+        return f"spent {format_money(s.spend)} of {of}{format_money(s.budget)}{over}"
+
     details: dict[str, str] = {
         PauseReason.BRAND_INACTIVE: "the brand's master switch is off",
-        PauseReason.BRAND_DAILY_BUDGET: (
-            f"spent {format_money(brand.current_daily_spend)} of "
-            f"{format_money(brand.daily_budget)} today; resets {_when(next_day, zone)}"
-        ),
+        PauseReason.BRAND_DAILY_BUDGET: (f"{spent(day, '')} today; resets {when(next_day, zone)}"),
         PauseReason.BRAND_MONTHLY_BUDGET: (
-            f"spent {format_money(brand.current_monthly_spend)} of "
-            f"{format_money(brand.monthly_budget)} this month; resets {_when(next_month, zone)}"
+            f"{spent(month, '')} this month; resets {when(next_month, zone)}"
         ),
         PauseReason.CAMPAIGN_DAILY_BUDGET: (
-            f"spent {format_money(campaign.daily_spend)} of its own "
-            f"{format_money(campaign.daily_budget or Decimal(0))} today; "
-            f"resets {_when(next_day, zone)}"
+            f"{spent(own, 'its own ')} today; resets {when(next_day, zone)}"
         ),
     }
     reasons = campaign.pause_reasons
@@ -229,11 +282,11 @@ def pause_details(campaign: Campaign, at: datetime) -> list[tuple[str, str]]:
             object_type="campaign", object_id=campaign.pk, field="is_enabled"
         ).first()
         details[PauseReason.DISABLED] = (
-            f"by {switch.actor} on {_when(switch.changed_at, zone)}" if switch else "by a person"
+            f"by {switch.actor} on {when(switch.changed_at, zone)}" if switch else "by a person"
         )
     if PauseReason.OUTSIDE_SCHEDULE in reasons and campaign.schedule is not None:
         opens = next_schedule_change(campaign.schedule.rule_windows(), at, zone)
         details[PauseReason.OUTSIDE_SCHEDULE] = (
-            f"opens {_when(opens, zone)}" if opens else "its schedule never opens"
+            f"opens {when(opens, zone)}" if opens else "its schedule never opens"
         )
     return [(PauseReason(code).label, details.get(code, "")) for code in reasons]

@@ -159,6 +159,9 @@ class Brand(models.Model):
     # null until the first roll-over. See services.roll_over.
     counters_day = models.DateField(null=True, editable=False)
     counters_month = models.DateField(null=True, editable=False)
+    # Archived: switched off and out of lists, dashboards and enforcement passes; its
+    # ledger rows and audit stay. See services.archive.
+    archived_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -220,6 +223,7 @@ class Campaign(models.Model):
         related_name="campaigns",
         help_text="Empty means the campaign may run at any time.",
     )
+    archived_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -14,7 +14,9 @@ VIEWED = (*MANAGED, "spendevent", "campaignstatuschange", "settingchange", "budg
 ROLES = {
     "Budget managers": [f"{action}_{model}" for model in MANAGED for action in ("add", "change")]
     + [f"view_{model}" for model in VIEWED]
-    + ["delete_schedule", "delete_schedulewindow"],
+    # Deleting is refused for anything with spend (archive it instead), so a manager
+    # may remove what was created by mistake.
+    + ["delete_brand", "delete_campaign", "delete_schedule", "delete_schedulewindow"],
     "Viewers": [f"view_{model}" for model in VIEWED],
 }
 

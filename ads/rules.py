@@ -4,7 +4,7 @@ Nothing here reads the database or the clock, so every rule can be tested with p
 values and reused by the services, the admin and (later) the API.
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -114,6 +114,63 @@ def describe_transition(
     changes = [f"+{r}" for r in new_reasons if r not in old_reasons]
     changes += [f"-{r}" for r in old_reasons if r not in new_reasons]
     return f"{head} ({', '.join(changes)})" if changes else head
+
+
+def transition_label(
+    old_active: bool,
+    old_reasons: Sequence[str],
+    new_active: bool,
+    new_reasons: Sequence[str],
+) -> str:
+    """A state change as people read it, in the words of `PauseReason`'s labels:
+    'Paused: Brand daily budget exhausted', 'Resumed (was: Outside its schedule)',
+    'Still paused: now also Brand switched off; no longer Outside its schedule'."""
+    added = [PauseReason(r).label for r in new_reasons if r not in old_reasons]
+    removed = [PauseReason(r).label for r in old_reasons if r not in new_reasons]
+    if new_active and not old_active:
+        return f"Resumed (was: {', '.join(removed)})" if removed else "Resumed"
+    if not new_active and (old_active or not old_reasons):  # a new campaign has no reasons
+        return f"Paused: {', '.join(added)}" if added else "Paused"
+    head = "Running" if new_active else "Still paused"
+    parts = ([f"now also {', '.join(added)}"] if added else []) + (
+        [f"no longer {', '.join(removed)}"] if removed else []
+    )
+    return f"{head}: {'; '.join(parts)}" if parts else head
+
+
+MONTHLY_BELOW_DAILY = (
+    "The monthly budget ({monthly}) is below the daily budget ({daily}): the monthly "
+    "budget binds first, so the brand cannot spend more than {monthly} this month, "
+    "however the days go."
+)
+CAMPAIGN_ABOVE_BRAND = (
+    "{campaign}: its own daily budget ({own}) is above the brand's daily budget "
+    "({daily}): the brand's budget binds first, so it can spend at most {daily} a day, "
+    "less when the brand's other campaigns spend."
+)
+
+
+def budget_warnings(
+    *,
+    daily: Decimal,
+    monthly: Decimal,
+    campaigns: Iterable[tuple[str, Decimal | None]] = (),
+    format_amount: Callable[[Decimal], str] = str,
+) -> list[str]:
+    """Budgets that are allowed but probably a mistake, and which one binds first."""
+    warnings = []
+    if monthly < daily:
+        warnings.append(
+            MONTHLY_BELOW_DAILY.format(monthly=format_amount(monthly), daily=format_amount(daily))
+        )
+    for name, own in campaigns:
+        if own is not None and own > daily:
+            warnings.append(
+                CAMPAIGN_ABOVE_BRAND.format(
+                    campaign=name, own=format_amount(own), daily=format_amount(daily)
+                )
+            )
+    return warnings
 
 
 # --- Dayparting -----------------------------------------------------------------------

@@ -176,7 +176,8 @@ def test_campaign_page_says_why_it_is_not_running(
         "<strong>Brand daily budget exhausted</strong>: spent 10.00 of 10.00 today; "
         "resets Sat 28 Nov 00:00 UTC (00:00 UTC)" in response.content.decode()
     )
-    assert "paused (+brand_daily_budget)" in response.content.decode()  # recent changes
+    # Recent changes, in the same words as the reasons (not the codes of the API).
+    assert "Paused: Brand daily budget exhausted" in response.content.decode()
 
 
 def test_brand_list_shows_spend_against_budget(

@@ -86,7 +86,8 @@ def test_dashboard_answers_the_morning_questions(admin_client: Client) -> None:
     assert near_section.index("Over") < near_section.index("Near")  # most spent first
     pauses = page.split('id="recent-pauses"')[1].split("</section>")[0]
     assert over.name in pauses
-    assert "paused (+brand_daily_budget)" in pauses
+    assert "Brand daily budget exhausted" in pauses  # why, in people's words
+    assert "brand_daily_budget" not in pauses
     assert "Switched off" in pauses
     assert "alice" in pauses
     alerts = page.split('id="alerts"')[1].split("</section>")[0]

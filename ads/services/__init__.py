@@ -10,10 +10,14 @@ transactions are IMMEDIATE (see settings), the database lock does the same.
 from ads.services.edits import (
     BRAND_AUDITED_FIELDS,
     CAMPAIGN_AUDITED_FIELDS,
+    SwitchResult,
+    delete_unspent,
     save_brand,
     save_campaign,
     schedule_saved,
+    set_archived,
     set_campaigns_enabled,
+    spend_blocking_delete,
 )
 from ads.services.enforcement import (
     ALERT_THRESHOLDS,
@@ -56,6 +60,8 @@ __all__ = [
     "RefreshResult",
     "SpendInput",
     "SpendResult",
+    "SwitchResult",
+    "delete_unspent",
     "load_windows",
     "reconcile_counters",
     "record_spend",
@@ -65,6 +71,8 @@ __all__ = [
     "save_brand",
     "save_campaign",
     "schedule_saved",
+    "set_archived",
     "set_campaigns_enabled",
+    "spend_blocking_delete",
     "stale_brand_ids",
 ]

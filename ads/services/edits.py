@@ -4,18 +4,22 @@ audited with old and new values, and followed at once by the campaigns' states.
 
 import logging
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Count, Sum
 
 from ads.models import (
     Brand,
     Campaign,
     Schedule,
     SettingChange,
+    SpendEvent,
 )
-from ads.money import canonical
+from ads.money import canonical, format_money
 from ads.rules import (
     schedule_summary,
 )
@@ -31,23 +35,37 @@ logger = logging.getLogger(__name__)
 
 # --- Changes made by people (admin) -------------------------------------------------
 
-BRAND_AUDITED_FIELDS = ("name", "timezone", "daily_budget", "monthly_budget", "is_active")
+# Every field a person edits: saved only when this person changed it, and audited.
+BRAND_AUDITED_FIELDS = (
+    "name",
+    "timezone",
+    "daily_budget",
+    "monthly_budget",
+    "is_active",
+    "contact_email",
+)
 CAMPAIGN_AUDITED_FIELDS = ("name", "is_enabled", "daily_budget", "schedule")
+
+
+def _edited(changed_fields: Iterable[str], editable: Sequence[str]) -> list[str]:
+    return [field for field in editable if field in set(changed_fields)]
 
 
 def save_brand(
     brand: Brand, *, changed_fields: Iterable[str], actor: str, at: datetime
 ) -> RefreshResult:
-    """Save a brand edited by a person: audit what changed, re-evaluate its campaigns."""
+    """Save a brand edited by a person: audit what changed, re-evaluate its campaigns.
+
+    Only `changed_fields` are written: the instance may have been read before the lock
+    (counters, period markers) or shown to a person before a colleague's change.
+    """
     with transaction.atomic():
         old = _lock_brands([brand.pk])[0] if brand.pk else None
         if old is None:
             brand.save()
         else:
-            # Only what a person edits: the instance was read before the lock, and its
-            # counters and period markers may be stale by now.
-            fields = list(BRAND_AUDITED_FIELDS)
-            if old.timezone != brand.timezone:
+            fields = _edited(changed_fields, BRAND_AUDITED_FIELDS)
+            if "timezone" in fields and old.timezone != brand.timezone:
                 # The counters' day and month are the old zone's; recompute them.
                 brand.counters_day = brand.counters_month = None
                 fields += ["counters_day", "counters_month"]
@@ -60,12 +78,15 @@ def save_brand(
 def save_campaign(
     campaign: Campaign, *, changed_fields: Iterable[str], actor: str, at: datetime
 ) -> RefreshResult:
-    """Save a campaign edited by a person: audit what changed, re-evaluate its state."""
+    """Save a campaign edited by a person: audit what changed, re-evaluate its state.
+    Only `changed_fields` are written, as for a brand."""
     with transaction.atomic():
         _lock_brands([campaign.brand_id])
         old = Campaign.objects.filter(pk=campaign.pk).first() if campaign.pk else None
-        # Only what a person edits: counters and state may have moved since the read.
-        campaign.save(update_fields=None if old is None else CAMPAIGN_AUDITED_FIELDS)
+        if old is None:
+            campaign.save()
+        else:
+            campaign.save(update_fields=_edited(changed_fields, CAMPAIGN_AUDITED_FIELDS))
         if old is not None:
             _audit_settings(
                 old, campaign, changed_fields, CAMPAIGN_AUDITED_FIELDS, actor=actor, at=at
@@ -73,16 +94,66 @@ def save_campaign(
         return refresh_campaign_states(at=at, actor=actor, brand_ids=[campaign.brand_id])
 
 
+@dataclass(frozen=True, slots=True)
+class SwitchResult:
+    """What a person's bulk switch did: how many campaigns it switched, the state
+    changes that followed, and the campaigns it left alone because someone else had
+    switched them since the person's page was opened."""
+
+    switched: int
+    refresh: RefreshResult
+    conflicts: tuple[str, ...]
+
+
+SWITCH_CONFLICT = (
+    "{campaign}: {verb} by {actor} at {when} UTC, after you opened this page; left as it is"
+)
+
+
 def set_campaigns_enabled(
-    campaign_ids: Sequence[int], *, enabled: bool, actor: str, at: datetime
-) -> RefreshResult:
-    """A person's switch: enable or disable campaigns, audited, states updated at once."""
+    campaign_ids: Sequence[int],
+    *,
+    enabled: bool,
+    actor: str,
+    at: datetime,
+    page_opened_at: datetime | None = None,
+) -> SwitchResult:
+    """A person's switch: enable or disable campaigns, audited, states updated at once.
+
+    With `page_opened_at` (when the list the person chose from was shown), a campaign
+    that someone else switched to the other value since then is left alone and named
+    in `conflicts`: the person chose it from a page that no longer tells the truth.
+    """
     with transaction.atomic():
         brand_ids = list(
             Campaign.objects.filter(pk__in=campaign_ids).values_list("brand_id", flat=True)
         )
         _lock_brands(sorted(set(brand_ids)))
         to_change = list(Campaign.objects.filter(pk__in=campaign_ids).exclude(is_enabled=enabled))
+        conflicts: list[str] = []
+        if page_opened_at is not None and to_change:
+            switched_since = {
+                row.object_id: row
+                for row in SettingChange.objects.filter(
+                    object_type="campaign",
+                    object_id__in=[c.pk for c in to_change],
+                    field="is_enabled",
+                    changed_at__gt=page_opened_at,
+                )
+                .exclude(actor=actor)
+                .order_by("changed_at", "pk")
+            }
+            for campaign in [c for c in to_change if c.pk in switched_since]:
+                row = switched_since[campaign.pk]
+                conflicts.append(
+                    SWITCH_CONFLICT.format(
+                        campaign=campaign.name,
+                        verb="enabled" if campaign.is_enabled else "disabled",
+                        actor=row.actor,
+                        when=f"{row.changed_at.astimezone(UTC):%a %d %b %H:%M}",
+                    )
+                )
+                to_change.remove(campaign)
         Campaign.objects.filter(pk__in=[c.pk for c in to_change]).update(is_enabled=enabled)
         SettingChange.objects.bulk_create(
             SettingChange(
@@ -97,7 +168,115 @@ def set_campaigns_enabled(
             )
             for c in to_change
         )
+        refresh = refresh_campaign_states(at=at, actor=actor, brand_ids=brand_ids)
+        return SwitchResult(switched=len(to_change), refresh=refresh, conflicts=tuple(conflicts))
+
+
+# --- Archive, restore, delete -------------------------------------------------------
+
+HAS_SPEND = (
+    "{name} has {count} spend(s) in the ledger ({total}), and the ledger keeps every "
+    "spend, so it cannot be deleted. Archive it instead: it leaves the lists, the "
+    "dashboard and enforcement, keeps its spend and history, and can be restored."
+)
+
+
+def spend_blocking_delete(objects: Iterable[Brand | Campaign]) -> list[str]:
+    """Why each of these cannot be deleted (it has spend), in words; empty if none."""
+    reasons = []
+    for obj in objects:
+        owner = "brand" if isinstance(obj, Brand) else "campaign"
+        ledger = SpendEvent.objects.filter(**{owner: obj.pk}).aggregate(
+            count=Count("pk"), total=Sum("amount")
+        )
+        if ledger["count"]:
+            name = f"{owner.capitalize()} '{obj}'"
+            total = format_money(ledger["total"])
+            reasons.append(HAS_SPEND.format(name=name, count=ledger["count"], total=total))
+    return reasons
+
+
+def delete_unspent(objects: Sequence[Brand | Campaign], *, actor: str, at: datetime) -> int:
+    """Delete brands or campaigns created by mistake, with their own audit rows (status
+    changes, alerts); one with spend is refused (ValidationError naming why). The
+    deletion itself is audited."""
+    with transaction.atomic():
+        brand_ids = sorted({o.pk if isinstance(o, Brand) else o.brand_id for o in objects})
+        _lock_brands(brand_ids)
+        reasons = spend_blocking_delete(objects)
+        if reasons:
+            raise ValidationError(reasons)
+        SettingChange.objects.bulk_create(
+            SettingChange(
+                changed_at=at,
+                actor=actor,
+                object_type=obj._meta.model_name or "",
+                object_id=obj.pk,
+                object_repr=str(obj)[:300],
+                field="deleted",
+                old_value="",
+                new_value="deleted",
+            )
+            for obj in objects
+        )
+        for obj in objects:
+            obj.delete()
+        remaining = list(Brand.objects.filter(pk__in=brand_ids).values_list("pk", flat=True))
+        refresh_campaign_states(at=at, actor=actor, brand_ids=remaining)
+        return len(objects)
+
+
+def set_archived(
+    objects: Sequence[Brand | Campaign], *, archived: bool, actor: str, at: datetime
+) -> RefreshResult:
+    """Archive (or restore) brands or campaigns. Archiving also switches them off (a
+    brand's master switch, a campaign's `is_enabled`), audited, so nothing archived can
+    spend; restoring brings them back switched off, for a person to turn on."""
+    with transaction.atomic():
+        brand_ids = sorted({o.pk if isinstance(o, Brand) else o.brand_id for o in objects})
+        _lock_brands(brand_ids)
+        rows = []
+        for obj in objects:
+            current: Brand | Campaign = (
+                Brand.objects.get(pk=obj.pk)
+                if isinstance(obj, Brand)
+                else Campaign.objects.get(pk=obj.pk)
+            )
+            if (current.archived_at is not None) == archived:
+                continue
+            switch = "is_active" if isinstance(obj, Brand) else "is_enabled"
+            updates: dict[str, object] = {"archived_at": at if archived else None}
+            if archived and getattr(current, switch):
+                updates[switch] = False
+                rows.append(_audit_row(current, switch, "True", "False", actor=actor, at=at))
+            type(current)._default_manager.filter(pk=obj.pk).update(**updates)
+            rows.append(
+                _audit_row(
+                    current,
+                    "archived",
+                    str(not archived),
+                    str(archived),
+                    actor=actor,
+                    at=at,
+                )
+            )
+        SettingChange.objects.bulk_create(rows)
         return refresh_campaign_states(at=at, actor=actor, brand_ids=brand_ids)
+
+
+def _audit_row(
+    obj: Brand | Campaign, field: str, old: str, new: str, *, actor: str, at: datetime
+) -> SettingChange:
+    return SettingChange(
+        changed_at=at,
+        actor=actor,
+        object_type=obj._meta.model_name or "",
+        object_id=obj.pk,
+        object_repr=str(obj)[:300],
+        field=field,
+        old_value=old,
+        new_value=new,
+    )
 
 
 def schedule_saved(
