@@ -161,11 +161,12 @@ class ArchivableAdmin(admin.ModelAdmin[Any]):
         deleted, counts, perms_needed, _protected = super().get_deleted_objects(objs, request)
         # Status changes and alerts are the object's own history, deleted with it; the
         # ledger (protected) is what decides, in words rather than a list of rows.
-        own_history = {
+        decided_here = {
             CampaignStatusChange._meta.verbose_name,
             BudgetAlert._meta.verbose_name,
+            SpendEvent._meta.verbose_name,  # refused below, in words
         }
-        perms_needed = {name for name in perms_needed if name not in own_history}
+        perms_needed = {name for name in perms_needed if name not in decided_here}
         return deleted, counts, perms_needed, services.spend_blocking_delete(objs)
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
@@ -262,24 +263,9 @@ class CampaignForm(StaleSafeFormMixin, forms.ModelForm[Campaign]):
         fields = ("brand", "name", "is_enabled", "daily_budget", "schedule")
 
 
-class CampaignInlineFormSet(BaseInlineFormSet[Campaign, Brand, forms.ModelForm[Campaign]]):
-    def clean(self) -> None:
-        """A campaign with spend cannot be deleted: say why, before anything is saved."""
-        super().clean()
-        doomed = [
-            form.instance
-            for form in self.forms
-            if form.instance.pk and getattr(form, "cleaned_data", {}).get("DELETE")
-        ]
-        reasons = services.spend_blocking_delete(doomed)
-        if reasons:
-            raise ValidationError(reasons)
-
-
 class CampaignInline(admin.TabularInline[Campaign, Brand]):
     model = Campaign
     form = CampaignForm
-    formset = CampaignInlineFormSet
     fields = (
         "name",
         "is_enabled",
@@ -296,9 +282,23 @@ class CampaignInline(admin.TabularInline[Campaign, Brand]):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Campaign]:
         return super().get_queryset(request).filter(archived_at__isnull=True)
 
+    def get_formset(self, request: HttpRequest, obj: Brand | None = None, **kwargs: Any) -> Any:
+        formset = super().get_formset(request, obj, **kwargs)
+        formset.form.hand_clean_DELETE = refuse_deleting_spend  # type: ignore[attr-defined]  # Django's inline form defines it
+        return formset
+
     @admin.display(description="pause reasons")
     def reasons(self, obj: Campaign) -> str:
         return reasons_label(obj.pause_reasons)
+
+
+def refuse_deleting_spend(form: forms.ModelForm[Campaign]) -> None:
+    """For a campaign row ticked for deletion: Django's own check lists every protected
+    ledger row; say instead, in words, why a campaign with spend stays."""
+    if form.cleaned_data.get("DELETE") and form.instance.pk:
+        reasons = services.spend_blocking_delete([form.instance])
+        if reasons:
+            raise ValidationError(reasons)
 
 
 @admin.register(Brand)

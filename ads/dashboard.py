@@ -163,9 +163,9 @@ def recent_pauses(at: datetime, hours: int = 24) -> list[PauseLine]:
 
 
 def recent_alerts(at: datetime, hours: int = 24) -> QuerySet[BudgetAlert]:
-    return BudgetAlert.objects.filter(created_at__gte=at - timedelta(hours=hours)).select_related(
-        "brand"
-    )[:50]
+    return BudgetAlert.objects.filter(
+        created_at__gte=at - timedelta(hours=hours), brand__archived_at__isnull=True
+    ).select_related("brand")[:50]
 
 
 @dataclass(frozen=True, slots=True)

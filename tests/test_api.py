@@ -321,13 +321,17 @@ def test_a_key_made_in_the_admin_is_shown_once_stored_hashed_and_revocable(
     admin_client: Client, campaign: Campaign
 ) -> None:
     response = admin_client.post(
-        "/admin/ads/apikey/add/", {"name": "Google Ads feed", "brands": [campaign.brand_id]},
-        follow=True,
-    )  # fmt: skip
-    shown = next(str(m) for m in response.context["messages"] if "Copy this key" in str(m))
-    key = shown.rsplit(" ", 1)[1]
+        "/admin/ads/apikey/add/", {"name": "Google Ads feed", "brands": [campaign.brand_id]}
+    )
+    key = response.context["key"]
     api_key = ApiKey.objects.get()
 
+    assert response.status_code == 200
+    assert f'value="{key}"' in response.content.decode()
+    assert "no-store" in response["Cache-Control"]
+    # Never in a cookie (the messages' default storage), nor in the session.
+    assert all(key not in morsel.value for morsel in response.cookies.values())
+    assert all(key not in str(v) for v in admin_client.session.values())
     assert key.startswith(f"abg_{api_key.prefix}_")
     assert key.split("_", 2)[2] not in api_key.secret_hash
     assert get(Client(), key, "/api/v1/brands")[0] == 200
