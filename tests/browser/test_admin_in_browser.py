@@ -6,8 +6,10 @@ server. Screenshots land in var/screenshots/ (git-ignored) for a person to look 
 
 import os
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.apps import apps
@@ -15,13 +17,14 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.db import connections
+from django.utils import timezone
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from pytest_django.live_server_helper import LiveServer
 
 from ads import tasks
 from ads.models import Campaign, SpendEvent
 from ads.roles import sync_groups
-from tests.factories import BrandFactory, UserFactory
+from tests.factories import BrandFactory, CampaignFactory, UserFactory
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = settings.VAR_DIR / "screenshots"
@@ -99,8 +102,8 @@ def test_an_ad_ops_day_in_the_browser(page: Page, live_server: LiveServer) -> No
     # A schedule that is open all day, every day (00:00 to 00:00 is 24 hours).
     page.goto(f"{base}/admin/ads/schedule/add/")
     page.fill("#id_name", "Always")
-    page.fill("#id_windows-0-start", "00:00")
-    page.fill("#id_windows-0-end", "00:00")
+    page.select_option("#id_windows-0-start", "00:00")
+    page.select_option("#id_windows-0-end", "00:00")
     page.click("input[name=_save]")
     expect(page.locator("#result_list")).to_contain_text("Every day 00:00–00:00 (24 h)")
 
@@ -162,7 +165,7 @@ def test_an_ad_ops_day_in_the_browser(page: Page, live_server: LiveServer) -> No
     page.goto(f"{base}/admin/")
     expect(page.locator("section:has(#recent-pauses)")).to_contain_text("Browser search")
     expect(page.locator("#dashboard")).to_contain_text("Browser Brand reached 100 % of its daily")
-    expect(page.locator("section:has(#recent-pauses)")).to_contain_text("paused (+disabled)")
+    expect(page.locator("section:has(#recent-pauses)")).to_contain_text("Disabled by a person")
 
     # The ledger, exported as CSV.
     page.goto(f"{base}/admin/ads/spendevent/")
@@ -176,7 +179,8 @@ def test_an_ad_ops_day_in_the_browser(page: Page, live_server: LiveServer) -> No
 def test_a_viewer_sees_budgets_but_gets_no_save_button(page: Page, live_server: LiveServer) -> None:
     sync_groups(apps)  # the roles' data migration is undone by a transactional test's flush
     brand = BrandFactory.create(name="Look Only")
-    viewer = UserFactory.create(username="viewer", groups=["Viewers"])
+    # The role is enough: no "staff status" to tick as well.
+    viewer = UserFactory.create(username="viewer", is_staff=False, groups=["Viewers"])
     viewer.set_password(PASSWORD)
     viewer.save()
     log_in(page, live_server.url, "viewer")
@@ -185,3 +189,79 @@ def test_a_viewer_sees_budgets_but_gets_no_save_button(page: Page, live_server: 
 
     expect(page.locator("#content")).to_contain_text("Look Only")
     expect(page.locator("input[name=_save]")).to_have_count(0)
+
+
+def test_the_dashboard_shows_each_brands_own_local_time(
+    page: Page, live_server: LiveServer
+) -> None:
+    zones = ("Asia/Tokyo", "Europe/Berlin", "America/New_York")
+    for zone in zones:
+        campaign = CampaignFactory.create(
+            brand__name=f"Near {zone}", brand__timezone=zone, brand__daily_budget=Decimal("10")
+        )
+        call_command("simulate_spend", str(campaign.pk), "9.00")
+    User.objects.create_superuser("ops", password=PASSWORD)
+    log_in(page, live_server.url, "ops")
+
+    before = timezone.now()
+    page.goto(f"{live_server.url}/admin/")
+    after = timezone.now()
+
+    shoot(page, "dashboard-three-zones")
+    shown = set()
+    for zone in zones:
+        cell = page.locator(f"tr:has-text('Near {zone}') td.local-time")
+        text = cell.inner_text()
+        expected = {f"{t.astimezone(ZoneInfo(zone)):%a %H:%M} {zone}" for t in (before, after)}
+        assert text in expected, (zone, text, expected)
+        shown.add(text.split(" ")[1])
+    assert len(shown) == 3  # three zones, three different wall clocks
+
+
+def test_one_vocabulary_for_pauses_and_status_changes_filtered_by_brand(
+    page: Page, live_server: LiveServer
+) -> None:
+    for name in ("Acme", "Globex"):
+        campaign = CampaignFactory.create(brand__name=name, brand__daily_budget=Decimal("5"))
+        tasks.enforce_budget_limits()  # running, until the spend below exhausts the budget
+        call_command("simulate_spend", str(campaign.pk), "5.00")
+    User.objects.create_superuser("ops", password=PASSWORD)
+    log_in(page, live_server.url, "ops")
+
+    page.goto(f"{live_server.url}/admin/ads/campaignstatuschange/")
+    expect(page.locator("#result_list")).to_contain_text("Paused: Brand daily budget exhausted")
+    expect(page.locator("#result_list")).not_to_contain_text("brand_daily_budget")
+    page.locator("#changelist-filter").get_by_role("link", name="Acme").click()
+    expect(page.locator("#result_list")).to_contain_text("Acme")
+    expect(page.locator("#result_list")).not_to_contain_text("Globex")
+    shoot(page, "status-changes-by-brand")
+
+    page.goto(f"{live_server.url}/admin/ads/campaign/")
+    expect(page.locator("#result_list")).to_contain_text("Brand daily budget exhausted")
+    page.goto(f"{live_server.url}/admin/")
+    pauses = page.locator("section:has(#recent-pauses)")
+    expect(pauses).to_contain_text("Brand daily budget exhausted")
+    expect(pauses).not_to_contain_text("brand_daily_budget")
+
+
+def test_zones_are_searched_and_times_are_24_hour_in_an_english_browser(
+    page: Page, live_server: LiveServer
+) -> None:
+    User.objects.create_superuser("ops", password=PASSWORD)
+    log_in(page, live_server.url, "ops")
+
+    page.goto(f"{live_server.url}/admin/ads/brand/add/")
+    page.fill("#id_timezone", "Berlin")
+    options = page.locator("datalist#iana-zones option[value='Europe/Berlin']")
+    expect(options).to_have_count(1)
+    assert page.get_attribute("#id_timezone", "list") == "iana-zones"
+
+    page.goto(f"{live_server.url}/admin/ads/schedule/add/")
+    page.fill("#id_name", "Evenings")
+    page.select_option("#id_windows-0-start", "18:30")
+    page.select_option("#id_windows-0-end", "23:45")
+    shoot(page, "schedule-24-hour")
+    assert page.locator("#id_windows-0-start option:checked").inner_text() == "18:30"
+    assert "PM" not in page.locator("#windows-group").inner_text()
+    page.click("input[name=_save]")
+    expect(page.locator("#result_list")).to_contain_text("18:30–23:45")
