@@ -832,6 +832,12 @@ class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
             request.new_api_key = issue_key(obj)  # type: ignore[attr-defined]  # per-request
         save_changed_fields(obj, form, change)
 
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        # Django saves every many-to-many field; a stale page must not write back brands
+        # a colleague changed since it was opened.
+        if not change or "brands" in form.changed_data:
+            form.save_m2m()
+
     def response_add(
         self, request: HttpRequest, obj: ApiKey, post_url_continue: str | None = None
     ) -> HttpResponse:

@@ -71,23 +71,19 @@ class StaleSafeFormMixin(forms.BaseForm):
 
     @property
     def changed_data(self) -> list[str]:
-        changed = []
-        for name, field in self.fields.items():
-            bound = self[name]
-            if self.page_showed(name):
-                seen = field.hidden_widget().value_from_datadict(
-                    self.data, self.files, bound.html_initial_name
-                )
-                try:
-                    seen = field.to_python(seen)
-                except forms.ValidationError:
-                    changed.append(name)
-                    continue
-                if field.has_changed(seen, bound.data):
-                    changed.append(name)
-            elif field.has_changed(bound.initial, bound.data):
-                changed.append(name)
-        return changed
+        return [name for name in self.fields if self._changed_here(name)]
+
+    def _changed_here(self, name: str) -> bool:
+        field, bound = self.fields[name], self[name]
+        try:
+            if not self.page_showed(name):
+                return field.has_changed(bound.initial, bound.data)
+            seen = field.hidden_widget().value_from_datadict(
+                self.data, self.files, bound.html_initial_name
+            )
+            return field.has_changed(field.to_python(seen), bound.data)
+        except (forms.ValidationError, ArithmeticError):
+            return True  # unreadable (e.g. 'sNaN'): the field's own error says why
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}

@@ -332,3 +332,19 @@ def test_bulk_switch_leaves_alone_campaigns_switched_by_someone_else_since_the_l
     text = response.content.decode()
     assert "1 campaign(s) enabled" in text
     assert f"{campaign.name}: disabled by bob at Fri 27 Nov 12:05 UTC" in text
+
+
+def test_a_stale_api_key_page_does_not_write_back_its_brands(
+    admin_client: Client, world: dict[str, Any]
+) -> None:
+    key = world["apikey"]
+    page = open_page(admin_client, key)
+    spare = Brand.objects.get(name="Spare brand")
+    key.brands.set([spare])  # a colleague moved the key to another brand meanwhile
+    page["name"] = ["Renamed feed"]
+
+    response = admin_client.post(change_url(key), page)
+
+    assert response.status_code == 302
+    assert list(ApiKey.objects.get().brands.all()) == [spare]
+    assert ApiKey.objects.get().name == "Renamed feed"
