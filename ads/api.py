@@ -29,7 +29,7 @@ from ads.dashboard import standing
 from ads.health import broker, database
 from ads.models import ApiKey, Brand, Campaign, SpendEvent, SpendSource
 from ads.money import canonical
-from ads.rules import next_schedule_change, schedule_summary
+from ads.rules import next_schedule_change, over, schedule_summary
 from ads.services import MAX_BATCH, CampaignState, SpendInput, record_spend_batch
 from ads.validation import MAX_ID, MAX_KEY_LENGTH, SpendConflict, describe
 
@@ -328,8 +328,14 @@ class BrandOut(Schema):
     monthly_budget: Money
     spend_today: Money
     spend_this_month: Money
-    left_today: Money
-    left_this_month: Money
+    left_today: Money = Field(description="What today's budget still allows; 0 once spent")
+    left_this_month: Money = Field(description="What this month's budget still allows")
+    # Spend goes on being recorded past a budget (a paused campaign's spend still counts)
+    # and a budget can be lowered below the spend: "left" alone would hide by how much.
+    over_today: Money = Field(description="How far spend today has passed the daily budget")
+    over_this_month: Money = Field(
+        description="How far spend this month has passed the monthly budget"
+    )
     pacing_today: str
     pacing_this_month: str
 
@@ -353,6 +359,8 @@ def brand_out(brand: Brand) -> dict[str, object]:
         "spend_this_month": money(month.spend),
         "left_today": money(today.left),
         "left_this_month": money(month.left),
+        "over_today": money(over(today.spend, today.budget)),
+        "over_this_month": money(over(month.spend, month.budget)),
         "pacing_today": str(today.pacing),
         "pacing_this_month": str(month.pacing),
     }
