@@ -396,6 +396,7 @@ class CampaignOut(Schema):
 
 
 def campaign_out(campaign: Campaign) -> dict[str, object]:
+    now = timezone.now()
     windows = campaign.schedule.rule_windows() if campaign.schedule else None
     return {
         "id": campaign.pk,
@@ -405,9 +406,9 @@ def campaign_out(campaign: Campaign) -> dict[str, object]:
         "is_active": campaign.is_active,
         "pause_reasons": [str(r) for r in campaign.pause_reasons],
         "daily_budget": money(campaign.daily_budget) if campaign.daily_budget is not None else None,
-        "daily_spend": money(campaign.daily_spend),
+        "daily_spend": money(campaign.spend_today(now)),
         "schedule": schedule_summary(windows) if windows is not None else None,
-        "next_schedule_change": next_schedule_change(windows, timezone.now(), campaign.brand.zone),
+        "next_schedule_change": next_schedule_change(windows, now, campaign.brand.zone),
     }
 
 

@@ -301,6 +301,23 @@ def test_brand_status_says_how_much_spend_is_over_budget(
     assert (body["left_this_month"], body["over_this_month"]) == ("2985.00", "0.00")
 
 
+def test_status_after_local_midnight_shows_the_new_day_before_any_reset(
+    client: Client, key: str, campaign: Campaign, time_machine: time_machine.TimeMachineFixture
+) -> None:
+    Campaign.objects.update(daily_budget=Decimal("9.00"))
+    post(client, key, {"campaign_id": campaign.pk, "amount": "12.00", "idempotency_key": "k"})
+    time_machine.move_to("2026-11-28T00:30:00+00:00", tick=False)
+
+    brand = get(client, key, f"/api/v1/brands/{campaign.brand_id}")[1]
+    shown = get(client, key, f"/api/v1/campaigns/{campaign.pk}")[1]
+
+    assert (brand["spend_today"], brand["left_today"], brand["over_today"]) == (
+        "0.00", "10.00", "0.00"
+    )  # fmt: skip
+    assert brand["spend_this_month"] == "12.00"
+    assert shown["daily_spend"] == "0.00"
+
+
 def test_campaign_status_and_filters(client: Client, key: str, campaign: Campaign) -> None:
     paused = CampaignFactory.create(brand=campaign.brand, name="Off", is_enabled=False)
     refresh_campaign_states(at=NOW, actor="test")

@@ -85,6 +85,21 @@ def test_spend_past_a_budget_says_how_much_over(campaign: Campaign) -> None:
     assert 'Brand "Acme": today 5.50 of 10.00 (4.50 left)' in out
 
 
+def test_already_recorded_after_local_midnight_shows_the_new_day(
+    campaign: Campaign, time_machine: time_machine.TimeMachineFixture
+) -> None:
+    time_machine.move_to("2026-11-27T23:00:00+00:00", tick=False)
+    simulate(str(campaign.pk), "7.00", "--key", "k-1")
+    time_machine.move_to("2026-11-28T00:30:00+00:00", tick=False)  # before any reset task
+
+    out = simulate(str(campaign.pk), "7.00", "--key", "k-1")
+
+    assert out.startswith("Already recorded as spend #")
+    assert 'Campaign "Search": 0.00 today (no own budget); running' in out
+    assert 'Brand "Acme": today 0.00 of 10.00 (10.00 left); this month 7.00 of' in out
+    assert SpendEvent.objects.count() == 1
+
+
 def test_at_option_dates_the_spend(campaign: Campaign) -> None:
     out = simulate(str(campaign.pk), "1", "--at", "2026-11-26T23:00:00+00:00")
 

@@ -4,10 +4,11 @@
 
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import TypeVar
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -83,15 +84,39 @@ def record_spend(
     key = parse_idempotency_key(idempotency_key)
     if source not in SpendSource.values:
         raise invalid("source", f"must be one of {', '.join(SpendSource.values)}")
-    try:
-        with transaction.atomic():
-            return _record_spend_locked(campaign_id, amount, occurred, key, source, at)
-    except IntegrityError:
-        # Another brand's transaction inserted the same key after our check.
-        existing = SpendEvent.objects.filter(idempotency_key=key).first()
-        if existing is None:
-            raise
-        return _already_recorded(existing, campaign_id=campaign_id, amount=amount)
+    return in_key_race(
+        [key], lambda: _record_spend_locked(campaign_id, amount, occurred, key, source, at)
+    )
+
+
+R = TypeVar("R")
+
+
+def in_key_race(keys: Sequence[str], record: Callable[[], R]) -> R:
+    """Run `record` in a transaction, again if the unique index refused one of `keys`.
+
+    Idempotency keys are unique across brands, and the brand locks serialise only one
+    brand's writers: a transaction of another brand can insert a key between our check
+    and our insert, and on PostgreSQL ours then fails on the index once theirs commits.
+    Run again, `record` finds that spend like any key recorded before, and answers the
+    same: "already recorded", or the conflict. Each run sees more of `keys` taken, so
+    this ends; an IntegrityError that no newly taken key explains is raised as it is.
+    """
+    taken_before: set[str] | None = None
+    while True:
+        try:
+            with transaction.atomic():
+                return record()
+        except IntegrityError:
+            taken = set(
+                SpendEvent.objects.filter(idempotency_key__in=in_texts(keys)).values_list(
+                    "idempotency_key", flat=True
+                )
+            )
+            if not taken or taken == taken_before:
+                raise
+            logger.info("idempotency key(s) recorded meanwhile by another brand: running again")
+            taken_before = taken
 
 
 def _record_spend_locked(
@@ -104,8 +129,12 @@ def _record_spend_locked(
     brand_id = brand.pk
     existing = SpendEvent.objects.filter(idempotency_key=key).first()
     if existing is not None:
-        return _already_recorded(existing, campaign_id=campaign_id, amount=amount)
+        _check_same_spend(existing, campaign_id=campaign_id, amount=amount)
+    # Before any figure is read, also for a spend already recorded: after the brand's
+    # local midnight its counters must not be shown as today's.
     _roll_over([brand], at=at)
+    if existing is not None:
+        return _already_recorded(existing, at=at)
 
     today = brand.counting_day(at)
     day = local_date(occurred, brand.zone)
@@ -355,7 +384,7 @@ def _insert_and_count(
         )
 
 
-def _already_recorded(existing: SpendEvent, *, campaign_id: int, amount: Decimal) -> SpendResult:
+def _check_same_spend(existing: SpendEvent, *, campaign_id: int, amount: Decimal) -> None:
     if existing.campaign_id != campaign_id or existing.amount != amount:
         raise SpendConflict(
             {
@@ -368,24 +397,19 @@ def _already_recorded(existing: SpendEvent, *, campaign_id: int, amount: Decimal
                 ]
             }
         )
-    campaign = Campaign.objects.select_related("brand").get(pk=campaign_id)
-    state = CampaignState(
-        campaign_id=campaign.pk,
-        name=campaign.name,
-        brand_id=campaign.brand_id,
-        was_active=campaign.is_active,
-        old_reasons=campaign.pause_reasons,
-        is_active=campaign.is_active,
-        pause_reasons=campaign.pause_reasons,
-        daily_spend=campaign.daily_spend,
-        daily_budget=campaign.daily_budget,
-    )
+
+
+def _already_recorded(existing: SpendEvent, *, at: datetime) -> SpendResult:
+    """The answer for a key recorded before: nothing is counted again, and the figures
+    are those of the brand's current period (its counters were just rolled over). The
+    campaigns are evaluated as after any roll-over: a new day may resume them."""
+    states, totals = _evaluate([existing.brand_id], at=at, actor=SPEND_ACTOR)
     return SpendResult(
         event=existing,
         created=False,
         counted_today=False,
         counted_this_month=False,
-        campaign=state,
-        brand=BrandTotals.of(campaign.brand),
-        changes=(),
+        campaign=next(s for s in states if s.campaign_id == existing.campaign_id),
+        brand=totals[existing.brand_id],
+        changes=tuple(s for s in states if s.changed),
     )

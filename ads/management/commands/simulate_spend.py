@@ -197,7 +197,10 @@ class Command(BaseCommand):
             f"key {event.idempotency_key}"
         )
         if not result.created:
-            self.stdout.write(f"Already recorded as {spend}. Nothing changed.")
+            # Its brand's day may have changed since: the figures below are the new day's,
+            # and campaigns paused only for yesterday's budget have resumed.
+            again = "Not counted again." if result.changes else "Nothing changed."
+            self.stdout.write(f"Already recorded as {spend}. {again}")
         else:
             self.stdout.write(self.style.SUCCESS(f"Recorded {spend}."))
             if not result.counted_today:
