@@ -262,27 +262,10 @@ def record_spend_batch(
             reason = f"campaign_id: {CAMPAIGN_UNKNOWN.format(value=spend.campaign_id)}"
             errors.append(_row_error(label, spend.number, reason))
     _raise_batch_errors(errors, conflicts=conflicts)
-    with transaction.atomic():
-        brands = _lock_brands(sorted(set(brand_of.values())))
-        existing = {
-            key: (campaign_id, amount)
-            for key, campaign_id, amount in SpendEvent.objects.filter(
-                idempotency_key__in=in_texts([s.key for s in unique])
-            ).values_list("idempotency_key", "campaign_id", "amount")
-        }
-        for spend in unique:
-            if spend.key in existing and existing[spend.key] != (spend.campaign_id, spend.amount):
-                campaign_id, amount = existing[spend.key]
-                reason = "idempotency_key: " + KEY_CONFLICT.format(
-                    key=shown(spend.key), campaign_id=campaign_id, amount=format_money(amount)
-                )
-                errors.append(_row_error(label, spend.number, reason))
-                conflicts += 1
-        _raise_batch_errors(errors, conflicts=conflicts)
-        _roll_over(brands, at=at)
-        new = [spend for spend in unique if spend.key not in existing]
-        _insert_and_count(new, brands=brands, brand_of=brand_of, source=source, at=at)
-        states, _ = _evaluate(sorted(set(brand_of.values())), at=at, actor=SPEND_ACTOR)
+    new, states = in_key_race(
+        [s.key for s in unique],
+        lambda: _record_batch_locked(unique, brand_of=brand_of, source=source, at=at, label=label),
+    )
     recorded = {spend.key for spend in new}
     outcomes = tuple(
         "recorded" if spend.key in recorded and first_of[spend.key] is spend else "already_recorded"
@@ -295,6 +278,40 @@ def record_spend_batch(
         outcomes=outcomes,
         changes=tuple(s for s in states if s.changed),
     )
+
+
+def _record_batch_locked(
+    unique: Sequence[_Spend],
+    *,
+    brand_of: dict[int, int],
+    source: str,
+    at: datetime,
+    label: str,
+) -> tuple[list[_Spend], list[CampaignState]]:
+    """The batch's writes, once its rows are valid, under its brands' locks: the spends
+    it recorded, and the states of the brands' campaigns."""
+    errors: list[str] = []
+    brand_ids = sorted(set(brand_of.values()))
+    brands = _lock_brands(brand_ids)
+    existing = {
+        key: (campaign_id, amount)
+        for key, campaign_id, amount in SpendEvent.objects.filter(
+            idempotency_key__in=in_texts([s.key for s in unique])
+        ).values_list("idempotency_key", "campaign_id", "amount")
+    }
+    for spend in unique:
+        if spend.key in existing and existing[spend.key] != (spend.campaign_id, spend.amount):
+            campaign_id, amount = existing[spend.key]
+            reason = "idempotency_key: " + KEY_CONFLICT.format(
+                key=shown(spend.key), campaign_id=campaign_id, amount=format_money(amount)
+            )
+            errors.append(_row_error(label, spend.number, reason))
+    _raise_batch_errors(errors, conflicts=len(errors))
+    _roll_over(brands, at=at)
+    new = [spend for spend in unique if spend.key not in existing]
+    _insert_and_count(new, brands=brands, brand_of=brand_of, source=source, at=at)
+    states, _ = _evaluate(brand_ids, at=at, actor=SPEND_ACTOR)
+    return new, states
 
 
 def _row_error(label: str, number: int, reason: str) -> str:
