@@ -345,7 +345,8 @@ class BudgetKind(models.TextChoices):
 
 
 class BudgetAlert(models.Model):
-    """A brand's spend crossed a share of a budget; one per threshold per period."""
+    """A brand's spend crossed a share of a budget: one per threshold, period and budget
+    in force, so a budget raised (or lowered) and crossed again alerts again."""
 
     brand = models.ForeignKey(Brand, on_delete=models.CASCADE, related_name="alerts")
     budget_kind = models.CharField(max_length=10, choices=BudgetKind.choices)
@@ -360,8 +361,8 @@ class BudgetAlert(models.Model):
         ordering = ["-created_at", "-pk"]
         constraints = [
             models.UniqueConstraint(
-                fields=["brand", "budget_kind", "threshold", "period"],
-                name="one_alert_per_threshold_and_period",
+                fields=["brand", "budget_kind", "threshold", "period", "budget"],
+                name="one_alert_per_crossing",
             ),
         ]
 

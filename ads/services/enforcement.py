@@ -318,10 +318,13 @@ ALERT_THRESHOLDS = (50, 80, 100)  # percent of a budget
 
 
 def _raise_alerts(totals: Iterable[BrandTotals], *, at: datetime) -> list[BudgetAlert]:
-    """Record each threshold a brand's spend has reached in the current period, once:
-    the unique (brand, budget, threshold, period) row is the deduplication. New alerts
-    are logged, and e-mailed to the brand's contact after the transaction commits."""
-    reached: dict[tuple[int, str, int, date], BudgetAlert] = {}
+    """Record each threshold of the budget in force that a brand's spend has reached in
+    the current period, once: a crossing is (brand, kind, threshold, period, budget), the
+    alert's unique key. A budget raised and exhausted again is a new crossing (its pause
+    is announced too), as is a budget lowered under the spend; a budget set back to one
+    already crossed this period is not. New alerts are logged, and e-mailed to the
+    brand's contact after the transaction commits."""
+    reached: dict[tuple[int, str, int, date, Decimal], BudgetAlert] = {}
     for brand in totals:
         for kind, spend, budget, period in (
             (BudgetKind.DAILY, brand.daily_spend, brand.daily_budget, brand.day),
@@ -331,17 +334,19 @@ def _raise_alerts(totals: Iterable[BrandTotals], *, at: datetime) -> list[Budget
                 continue  # a zero budget allows nothing: there is no share to cross
             for threshold in ALERT_THRESHOLDS:
                 if spend * 100 >= budget * threshold:
-                    reached[brand.brand_id, kind, threshold, period] = BudgetAlert(
+                    reached[brand.brand_id, kind, threshold, period, budget] = BudgetAlert(
                         brand_id=brand.brand_id, budget_kind=kind, threshold=threshold,
                         period=period, created_at=at, spend=spend, budget=budget,
                         emailed_to=brand.contact_email,
                     )  # fmt: skip
     if not reached:
         return []
-    known = BudgetAlert.objects.filter(
-        brand_id__in={key[0] for key in reached}, period__in={key[3] for key in reached}
-    ).values_list("brand_id", "budget_kind", "threshold", "period")
-    new = [alert for key, alert in reached.items() if key not in set(known)]
+    known = set(
+        BudgetAlert.objects.filter(
+            brand_id__in={key[0] for key in reached}, period__in={key[3] for key in reached}
+        ).values_list("brand_id", "budget_kind", "threshold", "period", "budget")
+    )
+    new = [alert for key, alert in reached.items() if key not in known]
     BudgetAlert.objects.bulk_create(new, ignore_conflicts=True)
     names = {brand.brand_id: brand.name for brand in totals}
     for alert in new:
