@@ -4,7 +4,7 @@
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -16,6 +16,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from ads.models import (
+    MAX_COUNTER,
     Brand,
     Campaign,
     SpendEvent,
@@ -149,15 +150,16 @@ def _record_spend_locked(
         source=source,
         idempotency_key=key,
     )
-    increment = money_value(amount)
-    brand_updates = {}
+    brand_counters = {}
     if counted_today:
-        brand_updates["current_daily_spend"] = F("current_daily_spend") + increment
-        Campaign.objects.filter(pk=campaign_id).update(daily_spend=F("daily_spend") + increment)
+        brand_counters["current_daily_spend"] = amount
     if counted_this_month:
-        brand_updates["current_monthly_spend"] = F("current_monthly_spend") + increment
-    if brand_updates:
-        Brand.objects.filter(pk=brand_id).update(**brand_updates)
+        brand_counters["current_monthly_spend"] = amount
+    full = brand_counters and add_to_counters(Brand, brand_id, brand_counters)
+    if counted_today and not full:
+        full = add_to_counters(Campaign, campaign_id, {"daily_spend": amount})
+    if full:
+        raise invalid("amount", full)
 
     states, totals = _evaluate([brand_id], at=at, actor=SPEND_ACTOR)
     logger.info(
@@ -385,20 +387,51 @@ def _insert_and_count(
         if month_start(day) == month_start(today):
             brand_month[brand_id] += s.amount
     for brand_id in sorted(brand_day.keys() | brand_month.keys()):
-        updates = {}
+        counters = {}
         if brand_id in brand_day:
-            updates["current_daily_spend"] = F("current_daily_spend") + money_value(
-                brand_day[brand_id]
-            )
+            counters["current_daily_spend"] = brand_day[brand_id]
         if brand_id in brand_month:
-            updates["current_monthly_spend"] = F("current_monthly_spend") + money_value(
-                brand_month[brand_id]
-            )
-        Brand.objects.filter(pk=brand_id).update(**updates)
+            counters["current_monthly_spend"] = brand_month[brand_id]
+        if full := add_to_counters(Brand, brand_id, counters):
+            raise ValidationError({"events": [full]})
     for campaign_id, amount in sorted(campaign_day.items()):
-        Campaign.objects.filter(pk=campaign_id).update(
-            daily_spend=F("daily_spend") + money_value(amount)
+        if full := add_to_counters(Campaign, campaign_id, {"daily_spend": amount}):
+            raise ValidationError({"events": [full]})
+
+
+COUNTER_FULL = (
+    "would take the {counter} past {limit}, the most a spend counter holds; nothing was recorded"
+)
+COUNTER_NAMES = {
+    "current_daily_spend": "spend today",
+    "current_monthly_spend": "spend this month",
+    "daily_spend": "spend today",
+}
+M = TypeVar("M", Brand, Campaign)
+
+
+def add_to_counters(model: type[M], pk: int, amounts: Mapping[str, Decimal]) -> str | None:
+    """Add `amounts` to counters of one row (locked through its brand) in one statement
+    that moves none of them if any would pass MAX_COUNTER; then say which, and why.
+
+    Past the limit SQLite would silently turn the integer into a REAL (inexact, and
+    breaking every later sum of the column) and PostgreSQL would raise a DataError: the
+    spend is refused instead, whole, with COUNTER_FULL.
+    """
+    if all(amount <= MAX_COUNTER for amount in amounts.values()):
+        room = {f"{field}__lte": MAX_COUNTER - amount for field, amount in amounts.items()}
+        moved = model.objects.filter(pk=pk, **room).update(
+            **{field: F(field) + money_value(amount) for field, amount in amounts.items()}
         )
+        if moved:
+            return None
+    row = model.objects.filter(pk=pk).values(*amounts, "name").get()
+    full = next((f for f, amount in amounts.items() if row[f] + amount > MAX_COUNTER), None)
+    counter = COUNTER_NAMES[full or next(iter(amounts))]
+    return COUNTER_FULL.format(
+        counter=f'{counter} of {model._meta.model_name} {pk} "{row["name"]}"',
+        limit=format_money(MAX_COUNTER),
+    )
 
 
 def _check_same_spend(existing: SpendEvent, *, campaign_id: int, amount: Decimal) -> None:
