@@ -29,7 +29,7 @@ from ads.dashboard import standing
 from ads.health import broker, database
 from ads.models import ApiKey, Brand, Campaign, SpendEvent, SpendSource
 from ads.money import canonical
-from ads.rules import next_schedule_change, schedule_summary
+from ads.rules import next_schedule_change, over, schedule_summary
 from ads.services import MAX_BATCH, CampaignState, SpendInput, record_spend_batch
 from ads.validation import MAX_ID, MAX_KEY_LENGTH, SpendConflict, describe
 
@@ -328,8 +328,14 @@ class BrandOut(Schema):
     monthly_budget: Money
     spend_today: Money
     spend_this_month: Money
-    left_today: Money
-    left_this_month: Money
+    left_today: Money = Field(description="What today's budget still allows; 0 once spent")
+    left_this_month: Money = Field(description="What this month's budget still allows")
+    # Spend goes on being recorded past a budget (a paused campaign's spend still counts)
+    # and a budget can be lowered below the spend: "left" alone would hide by how much.
+    over_today: Money = Field(description="How far spend today has passed the daily budget")
+    over_this_month: Money = Field(
+        description="How far spend this month has passed the monthly budget"
+    )
     pacing_today: str
     pacing_this_month: str
 
@@ -353,6 +359,8 @@ def brand_out(brand: Brand) -> dict[str, object]:
         "spend_this_month": money(month.spend),
         "left_today": money(today.left),
         "left_this_month": money(month.left),
+        "over_today": money(over(today.spend, today.budget)),
+        "over_this_month": money(over(month.spend, month.budget)),
         "pacing_today": str(today.pacing),
         "pacing_this_month": str(month.pacing),
     }
@@ -388,6 +396,7 @@ class CampaignOut(Schema):
 
 
 def campaign_out(campaign: Campaign) -> dict[str, object]:
+    now = timezone.now()
     windows = campaign.schedule.rule_windows() if campaign.schedule else None
     return {
         "id": campaign.pk,
@@ -397,9 +406,9 @@ def campaign_out(campaign: Campaign) -> dict[str, object]:
         "is_active": campaign.is_active,
         "pause_reasons": [str(r) for r in campaign.pause_reasons],
         "daily_budget": money(campaign.daily_budget) if campaign.daily_budget is not None else None,
-        "daily_spend": money(campaign.daily_spend),
+        "daily_spend": money(campaign.spend_today(now)),
         "schedule": schedule_summary(windows) if windows is not None else None,
-        "next_schedule_change": next_schedule_change(windows, timezone.now(), campaign.brand.zone),
+        "next_schedule_change": next_schedule_change(windows, now, campaign.brand.zone),
     }
 
 

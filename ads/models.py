@@ -11,7 +11,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.expressions import Combinable, Expression
 
 from ads.money import BUDGET_DECIMAL_PLACES, MAX_BUDGET, MICRO, MoneyField, from_micros
-from ads.rules import EVERY_DAY, PauseReason, Window, left, local_date
+from ads.rules import EVERY_DAY, PauseReason, Window, left, local_date, month_start
 
 # The largest value a micros counter can hold: counters sum many spends.
 MAX_COUNTER = from_micros(2**63 - 1).quantize(MICRO)
@@ -190,6 +190,17 @@ class Brand(models.Model):
         today = local_date(at, self.zone)
         return max(today, self.counters_day) if self.counters_day else today
 
+    def spend_today(self, at: datetime) -> Decimal:
+        """The daily counter, for display at `at`: 0 once the brand's local day has
+        changed and no roll-over has happened yet (it still holds the previous day's)."""
+        current = self.counters_day == self.counting_day(at)
+        return self.current_daily_spend if current else Decimal(0)
+
+    def spend_this_month(self, at: datetime) -> Decimal:
+        """The monthly counter, for display at `at`; 0 when it belongs to an earlier month."""
+        current = self.counters_month == month_start(self.counting_day(at))
+        return self.current_monthly_spend if current else Decimal(0)
+
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
@@ -241,6 +252,12 @@ class Campaign(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.brand.name})"
+
+    def spend_today(self, at: datetime) -> Decimal:
+        """The daily counter, for display at `at`: it belongs to the brand's counters'
+        day, so it reads 0 once the brand's local day has changed before a roll-over."""
+        current = self.brand.counters_day == self.brand.counting_day(at)
+        return self.daily_spend if current else Decimal(0)
 
     @property
     def daily_left(self) -> Decimal | None:
@@ -332,7 +349,8 @@ class BudgetKind(models.TextChoices):
 
 
 class BudgetAlert(models.Model):
-    """A brand's spend crossed a share of a budget; one per threshold per period."""
+    """A brand's spend crossed a share of a budget: one per threshold, period and budget
+    in force, so a budget raised (or lowered) and crossed again alerts again."""
 
     brand = models.ForeignKey(Brand, on_delete=models.CASCADE, related_name="alerts")
     budget_kind = models.CharField(max_length=10, choices=BudgetKind.choices)
@@ -347,8 +365,8 @@ class BudgetAlert(models.Model):
         ordering = ["-created_at", "-pk"]
         constraints = [
             models.UniqueConstraint(
-                fields=["brand", "budget_kind", "threshold", "period"],
-                name="one_alert_per_threshold_and_period",
+                fields=["brand", "budget_kind", "threshold", "period", "budget"],
+                name="one_alert_per_crossing",
             ),
         ]
 

@@ -12,6 +12,8 @@ from zoneinfo import ZoneInfo
 
 from django.db import models
 
+from ads.money import format_money
+
 
 class PauseReason(models.TextChoices):
     """Why a campaign may not serve. Declaration order is the order people read them in."""
@@ -47,6 +49,19 @@ def exhausted(spend: Decimal, budget: Decimal) -> bool:
 def left(spend: Decimal, budget: Decimal) -> Decimal:
     """What a budget still allows; never negative, though spend can pass the budget."""
     return max(budget - spend, Decimal(0))
+
+
+def over(spend: Decimal, budget: Decimal) -> Decimal:
+    """How far spend has passed a budget (0 when it has not): the spend of a paused
+    campaign is still recorded, and a budget can be lowered below the spend."""
+    return max(spend - budget, Decimal(0))
+
+
+def left_or_over(spend: Decimal, budget: Decimal) -> str:
+    """For people: '3.00 left' under the budget, '5.00 over' past it ('0.00 left' at it)."""
+    if spend > budget:
+        return f"{format_money(over(spend, budget))} over"
+    return f"{format_money(left(spend, budget))} left"
 
 
 def reasons_label(reasons: Iterable[str]) -> str:

@@ -1,6 +1,6 @@
 """Budget alerts at 50 %, 80 % and 100 %, once per threshold per period (issue 5)."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -8,7 +8,7 @@ from django.core import mail
 from pytest_django import DjangoCaptureOnCommitCallbacks, Settings
 
 from ads.models import Brand, BudgetAlert, SpendEvent
-from ads.services import record_spend, save_brand
+from ads.services import record_spend, refresh_campaign_states, save_brand
 from tests.conftest import NOW
 from tests.factories import CampaignFactory
 
@@ -53,18 +53,61 @@ def test_each_threshold_alerts_once_when_crossed_and_mails_the_contact(
     assert "paused until the budget resets" in mail.outbox[2].body
 
 
-def test_crossing_80_percent_twice_in_one_day_alerts_once(
+def crossings() -> list[tuple[int, str]]:
+    """(threshold, budget) of each daily alert, oldest first."""
+    rows = BudgetAlert.objects.filter(budget_kind="daily").order_by("created_at", "pk")
+    return [(a.threshold, str(a.budget)) for a in rows]
+
+
+def set_daily_budget(amount: str, at: datetime) -> None:
+    brand = Brand.objects.get()
+    brand.daily_budget = Decimal(amount)
+    save_brand(brand, changed_fields=["daily_budget"], actor="alice", at=at)
+
+
+def test_exhausted_again_after_a_raise_alerts_and_mails_again(
+    campaign_id: int, django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks
+) -> None:
+    Brand.objects.update(daily_budget=Decimal(200))
+    with django_capture_on_commit_callbacks(execute=True):
+        record_spend(campaign_id, "200", at=NOW)  # 50, 80 and 100 % of 200: paused
+        set_daily_budget("500", NOW + timedelta(minutes=1))  # 40 % of 500: resumed
+        record_spend(campaign_id, "300", at=NOW + timedelta(minutes=2))  # 100 % of 500
+
+    assert crossings() == [
+        (50, "200.00"), (80, "200.00"), (100, "200.00"),
+        (50, "500.00"), (80, "500.00"), (100, "500.00"),
+    ]  # fmt: skip
+    assert mail.outbox[-1].subject == "Acme: 100 % of the daily budget spent"
+    assert "has spent 500.00 of its daily budget of 500.00" in mail.outbox[-1].body
+    assert len(mail.outbox) == 6
+
+
+def test_a_budget_lowered_under_the_spend_alerts_for_the_new_budget(campaign_id: int) -> None:
+    record_spend(campaign_id, "60", at=NOW)  # 60 % of 100
+
+    set_daily_budget("70", NOW + timedelta(minutes=1))  # 86 % of 70
+    set_daily_budget("50", NOW + timedelta(minutes=2))  # 120 % of 50: paused
+
+    assert crossings() == [
+        (50, "100.00"),
+        (50, "70.00"), (80, "70.00"),
+        (50, "50.00"), (80, "50.00"), (100, "50.00"),
+    ]  # fmt: skip
+
+
+def test_the_same_crossing_alerts_once_however_often_it_is_evaluated(
     campaign_id: int, django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks
 ) -> None:
     with django_capture_on_commit_callbacks(execute=True):
-        record_spend(campaign_id, "85", at=NOW)
-        brand = Brand.objects.get()
-        brand.daily_budget = Decimal(200)  # back under 80 %
-        save_brand(brand, changed_fields=["daily_budget"], actor="alice", at=NOW)
-        record_spend(campaign_id, "80", at=NOW)  # 165 of 200: over 80 % again
+        record_spend(campaign_id, "85", at=NOW)  # 50 and 80 % of 100
+        record_spend(campaign_id, "5", at=NOW)  # still past 80 %: the same crossing
+        set_daily_budget("200", NOW + timedelta(minutes=1))  # 45 % of 200
+        set_daily_budget("100", NOW + timedelta(minutes=2))  # back to the 100 already told
+        refresh_campaign_states(at=NOW + timedelta(minutes=3), actor="enforce_budget_limits")
 
-    assert [a for a in alerts() if a[1] == 80] == [("daily", 80, "2026-11-27")]
-    assert sum("80 %" in m.subject for m in mail.outbox) == 1
+    assert crossings() == [(50, "100.00"), (80, "100.00")]
+    assert len(mail.outbox) == 2
 
 
 def test_a_new_day_alerts_again(

@@ -281,9 +281,41 @@ def test_brand_status(client: Client, key: str, campaign: Campaign) -> None:
         "spend_this_month": "8.00",
         "left_today": "2.00",
         "left_this_month": "2992.00",
+        "over_today": "0.00",
+        "over_this_month": "0.00",
         "pacing_today": "ahead",
         "pacing_this_month": "behind",
     }
+
+
+def test_brand_status_says_how_much_spend_is_over_budget(
+    client: Client, key: str, campaign: Campaign
+) -> None:
+    post(client, key, {"campaign_id": campaign.pk, "amount": "15.00", "idempotency_key": "k"})
+
+    body = get(client, key, f"/api/v1/brands/{campaign.brand_id}")[1]
+
+    assert (body["spend_today"], body["left_today"], body["over_today"]) == (
+        "15.00", "0.00", "5.00"
+    )  # fmt: skip
+    assert (body["left_this_month"], body["over_this_month"]) == ("2985.00", "0.00")
+
+
+def test_status_after_local_midnight_shows_the_new_day_before_any_reset(
+    client: Client, key: str, campaign: Campaign, time_machine: time_machine.TimeMachineFixture
+) -> None:
+    Campaign.objects.update(daily_budget=Decimal("9.00"))
+    post(client, key, {"campaign_id": campaign.pk, "amount": "12.00", "idempotency_key": "k"})
+    time_machine.move_to("2026-11-28T00:30:00+00:00", tick=False)
+
+    brand = get(client, key, f"/api/v1/brands/{campaign.brand_id}")[1]
+    shown = get(client, key, f"/api/v1/campaigns/{campaign.pk}")[1]
+
+    assert (brand["spend_today"], brand["left_today"], brand["over_today"]) == (
+        "0.00", "10.00", "0.00"
+    )  # fmt: skip
+    assert brand["spend_this_month"] == "12.00"
+    assert shown["daily_spend"] == "0.00"
 
 
 def test_campaign_status_and_filters(client: Client, key: str, campaign: Campaign) -> None:

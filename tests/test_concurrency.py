@@ -6,25 +6,33 @@ their own database connections, on SQLite and on PostgreSQL alike.
 
 import json
 import multiprocessing
+import tempfile
+import threading
 import urllib.request
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from decimal import Decimal
+from io import StringIO
 from multiprocessing.synchronize import Barrier
+from pathlib import Path
 
 import pytest
 import time_machine
 from django.core.exceptions import ValidationError
-from django.db import connections
+from django.core.management import CommandError, call_command
+from django.db import connection, connections, transaction
 from django.db.models import Sum
+from django.test import Client
 from pytest_django.live_server_helper import LiveServer
 
 from ads import tasks
 from ads.api_keys import issue_key
 from ads.models import ApiKey, Brand, Campaign, CampaignStatusChange, SpendEvent
-from ads.services import record_spend
+from ads.services import SpendInput, record_spend, record_spend_batch
+from ads.validation import SpendConflict, describe
 from tests.conftest import NOW
 from tests.factories import BrandFactory, CampaignFactory
+from tests.reliability.processes import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -192,3 +200,148 @@ def test_eight_http_clients_of_250_spends_end_with_exact_counters(
     assert SpendEvent.objects.aggregate(total=Sum("amount"))["total"] == expected
     assert brand.current_daily_spend == brand.current_monthly_spend == expected
     assert Campaign.objects.aggregate(total=Sum("daily_spend"))["total"] == expected
+
+
+# --- One idempotency key, two brands, at once ------------------------------------------
+# Brand locks serialise one brand's writers only; across brands the unique index decides.
+# The holder records the key for one brand and keeps its transaction open until the
+# racer, spending for another brand, waits on it; then it commits. PostgreSQL shows the
+# wait, so the racer's insert is certain to meet the holder's uncommitted row there; on
+# SQLite the racer waits for the write lock whenever it starts, and sees the row.
+
+KEY = "order-1"
+
+
+def while_key_is_held(holder_campaign: int, racer: Callable[[], str]) -> str:
+    held, release = threading.Event(), threading.Event()
+    outcome: list[str] = []
+
+    def hold() -> None:
+        try:
+            with transaction.atomic():
+                record_spend(holder_campaign, "5.00", idempotency_key=KEY, at=NOW)
+                held.set()
+                release.wait(timeout=60)
+        finally:
+            connection.close()
+
+    def race() -> None:
+        try:
+            outcome.append(racer())
+        except Exception as error:  # the outcome under test: a crash is one
+            outcome.append(f"raised {type(error).__name__}: {error}")
+        finally:
+            connection.close()
+
+    holder, racing = threading.Thread(target=hold), threading.Thread(target=race)
+    holder.start()
+    assert held.wait(timeout=60)
+    racing.start()
+    if connection.vendor == "postgresql":
+        wait_until(lambda: lock_waiters() >= 1, "the racer waiting on the holder's key", 30)
+    release.set()
+    holder.join(timeout=60)
+    racing.join(timeout=60)
+    return outcome[0]
+
+
+def lock_waiters() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")  # the view is cached per transaction
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        (waiting,) = cursor.fetchone() or (0,)
+    return int(waiting)
+
+
+def conflict(holder: int) -> str:
+    return (
+        f"'{KEY}' was already used for a different spend (campaign {holder}, amount 5.00); "
+        "use a new key for a new spend"
+    )
+
+
+def race_batch_service(campaign_id: int, caplog: pytest.LogCaptureFixture) -> str:
+    try:
+        record_spend_batch([SpendInput(campaign_id, "5.00", None, KEY)], at=NOW)
+    except SpendConflict as error:
+        return f"conflict: {describe(error)}"
+    return "recorded"
+
+
+def race_single_service(campaign_id: int, caplog: pytest.LogCaptureFixture) -> str:
+    try:
+        record_spend(campaign_id, "5.00", idempotency_key=KEY, at=NOW)
+    except SpendConflict as error:
+        return f"conflict: {describe(error)}"
+    return "recorded"
+
+
+def race_api(campaign_id: int, caplog: pytest.LogCaptureFixture) -> str:
+    api_key = ApiKey(name="feed", all_brands=True)
+    key = issue_key(api_key)
+    api_key.save()
+    body = {"events": [{"campaign_id": campaign_id, "amount": "5.00", "idempotency_key": KEY}]}
+    response = Client().post(
+        "/api/v1/spend", body, content_type="application/json", headers={"X-API-Key": key}
+    )
+    return f"{response.status_code} {' '.join(response.json()['detail'])}"
+
+
+def race_csv_file(campaign_id: int, caplog: pytest.LogCaptureFixture) -> str:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "spend.csv"
+        path.write_text(f"campaign_id,amount,idempotency_key\n{campaign_id},5.00,{KEY}\n")
+        try:
+            call_command("simulate_spend", "--file", str(path), stdout=StringIO())
+        except CommandError as error:
+            return str(error).replace(str(path), "spend.csv")
+    return "recorded"
+
+
+def race_batch_task(campaign_id: int, caplog: pytest.LogCaptureFixture) -> str:
+    tasks.record_spend_batch(
+        [{"campaign_id": campaign_id, "amount": "5.00", "idempotency_key": KEY}]
+    )
+    return [r.getMessage() for r in caplog.records if r.name == "ads.tasks"][-1]
+
+
+@pytest.mark.parametrize(
+    ("racer", "expected"),
+    [
+        pytest.param(
+            race_batch_service,
+            "conflict: events: row 1: idempotency_key: {c}",
+            id="batch",
+        ),
+        pytest.param(race_single_service, "conflict: idempotency_key: {c}", id="single"),
+        pytest.param(race_api, "409 index 0: idempotency_key: {c}", id="api"),
+        pytest.param(
+            race_csv_file,
+            "spend.csv: nothing was recorded, because of these lines:\n"
+            "  line 2: idempotency_key: {c}",
+            id="csv",
+        ),
+        pytest.param(
+            race_batch_task,
+            "record_spend_batch rejected, not retried: events: row 1: idempotency_key: {c}",
+            id="task",
+        ),
+    ],
+)
+def test_same_key_for_two_brands_at_once_is_the_same_conflict_on_every_path(
+    racer: Callable[[int, pytest.LogCaptureFixture], str],
+    expected: str,
+    caplog: pytest.LogCaptureFixture,
+    time_machine: time_machine.TimeMachineFixture,
+) -> None:
+    time_machine.move_to(NOW, tick=False)
+    holder, other = CampaignFactory.create(), CampaignFactory.create()
+
+    outcome = while_key_is_held(holder.pk, lambda: racer(other.pk, caplog))
+
+    assert outcome == expected.format(c=conflict(holder.pk))
+    assert list(SpendEvent.objects.values_list("campaign_id", flat=True)) == [holder.pk]
+    assert Brand.objects.get(pk=other.brand_id).current_daily_spend == 0

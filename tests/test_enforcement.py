@@ -54,8 +54,9 @@ def test_first_pass_rolls_over_and_evaluates_in_bounded_queries(
 ) -> None:
     make_campaigns(count)
 
-    # per zone: roll campaigns' day, brands' day, brands' month; then 1 audit + 1 update
-    with django_assert_max_num_queries(6 + 3 * len(ZONES) + 2):
+    # per zone: roll campaigns' day, brands' day, brands' month; then 1 audit + 1 update;
+    # and one, for every zone, checking the new periods' ledger against counters' limit
+    with django_assert_max_num_queries(6 + 3 * len(ZONES) + 2 + 1):
         result = refresh_campaign_states(at=NOW, actor="test")
 
     assert len(result.changes) == count

@@ -7,6 +7,7 @@ from django.db.models import F, Sum
 
 from ads.models import Brand
 from ads.money import format_money, money_value, to_micros
+from ads.rules import left_or_over
 from tests.factories import BrandFactory
 
 
@@ -58,3 +59,19 @@ def test_to_micros_refuses_sub_micro_amounts() -> None:
 )
 def test_format_money_shows_cents_or_the_real_precision(amount: str, text: str) -> None:
     assert format_money(Decimal(amount)) == text
+
+
+@pytest.mark.parametrize(
+    ("spend", "budget", "shown"),
+    [
+        ("47", "50", "3.00 left"),
+        ("50", "50", "0.00 left"),
+        ("55", "50", "5.00 over"),
+        ("0.000001", "0", "0.000001 over"),
+        ("1234.5", "12", "1,222.50 over"),
+    ],
+)
+def test_left_or_over_says_which_side_of_the_budget_spend_is(
+    spend: str, budget: str, shown: str
+) -> None:
+    assert left_or_over(Decimal(spend), Decimal(budget)) == shown

@@ -172,6 +172,24 @@ def test_same_idempotency_key_records_once_and_says_so() -> None:
     assert Brand.objects.get().current_daily_spend == Decimal("3.00")
 
 
+def test_same_key_after_local_midnight_answers_with_the_new_days_figures() -> None:
+    campaign = CampaignFactory.create(
+        brand__timezone="Asia/Tokyo", brand__daily_budget=Decimal(10), daily_budget=Decimal(5)
+    )
+    late = NOW.replace(hour=14)  # 23:00 in Tokyo
+    record_spend(campaign.pk, "7.00", idempotency_key="order-1", at=late)
+
+    again = record_spend(campaign.pk, "7.00", idempotency_key="order-1", at=late.replace(hour=16))
+
+    assert not again.created
+    assert (again.brand.day, again.brand.daily_spend, again.brand.monthly_spend) == (
+        NOW.date() + timedelta(days=1), Decimal(0), Decimal(7)
+    )  # fmt: skip
+    assert (again.campaign.daily_spend, again.campaign.is_active) == (Decimal(0), True)
+    assert [c.transition for c in again.changes] == ["resumed (-campaign_daily_budget)"]
+    assert SpendEvent.objects.count() == 1
+
+
 def test_same_key_with_a_different_amount_is_a_conflict_and_changes_nothing() -> None:
     campaign = CampaignFactory.create()
     record_spend(campaign.pk, "3.00", idempotency_key="order-1", at=NOW)

@@ -63,7 +63,7 @@ def test_says_when_the_campaign_was_not_running(campaign: Campaign) -> None:
     out = simulate(str(campaign.pk), "1")
 
     assert "was not running when this spend arrived (brand daily budget exhausted)" in out
-    assert "today 11.00 of 10.00 (0.00 left)" in out
+    assert "today 11.00 of 10.00 (1.00 over)" in out
 
 
 def test_duplicate_key_says_already_recorded_and_changes_nothing(campaign: Campaign) -> None:
@@ -73,6 +73,30 @@ def test_duplicate_key_says_already_recorded_and_changes_nothing(campaign: Campa
 
     assert out.startswith(f"Already recorded as spend #{SpendEvent.objects.get().pk}")
     assert "Nothing changed." in out
+    assert SpendEvent.objects.count() == 1
+
+
+def test_spend_past_a_budget_says_how_much_over(campaign: Campaign) -> None:
+    Campaign.objects.update(daily_budget=Decimal("4.00"))
+
+    out = simulate(str(campaign.pk), "5.50")
+
+    assert 'Campaign "Search": 5.50 today (own daily budget 4.00, 1.50 over)' in out
+    assert 'Brand "Acme": today 5.50 of 10.00 (4.50 left)' in out
+
+
+def test_already_recorded_after_local_midnight_shows_the_new_day(
+    campaign: Campaign, time_machine: time_machine.TimeMachineFixture
+) -> None:
+    time_machine.move_to("2026-11-27T23:00:00+00:00", tick=False)
+    simulate(str(campaign.pk), "7.00", "--key", "k-1")
+    time_machine.move_to("2026-11-28T00:30:00+00:00", tick=False)  # before any reset task
+
+    out = simulate(str(campaign.pk), "7.00", "--key", "k-1")
+
+    assert out.startswith("Already recorded as spend #")
+    assert 'Campaign "Search": 0.00 today (no own budget); running' in out
+    assert 'Brand "Acme": today 0.00 of 10.00 (10.00 left); this month 7.00 of' in out
     assert SpendEvent.objects.count() == 1
 
 

@@ -4,18 +4,32 @@ the rules set-based, auditing every change, raising budget alerts.
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from functools import reduce
+from operator import or_
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from django.core.mail import send_mail
-from django.db import connection, transaction
-from django.db.models import OuterRef, Q, Subquery, Sum
+from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db.models import (
+    BigIntegerField,
+    ExpressionWrapper,
+    F,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+)
 from django.db.models.functions import Coalesce
 
 from ads.models import (
+    MAX_COUNTER,
     Brand,
     BudgetAlert,
     BudgetKind,
@@ -24,7 +38,7 @@ from ads.models import (
     ScheduleWindow,
     SpendEvent,
 )
-from ads.money import MoneyField, format_money, money_value
+from ads.money import MICROS_PER_UNIT, MoneyField, format_money, from_micros, money_value
 from ads.rules import (
     CampaignFacts,
     PauseReason,
@@ -136,15 +150,65 @@ def refresh_campaign_states(
     """
     if brand_ids is None:
         brand_ids = list(Brand.objects.order_by("pk").values_list("pk", flat=True))
-    changes: list[CampaignState] = []
-    rolled: list[int] = []
-    for chunk in chunked(sorted(set(brand_ids)), BRANDS_PER_TRANSACTION):
-        with transaction.atomic():
-            brands = _lock_brands(chunk)
-            rolled += _roll_over(brands, at=at)
-            states, _ = _evaluate(chunk, at=at, actor=actor)
-            changes += (s for s in states if s.changed)
-    return RefreshResult(changes=tuple(changes), rolled_over=tuple(rolled))
+
+    def refresh(chunk: Sequence[int]) -> RefreshResult:
+        rolled = _roll_over(_lock_brands(chunk), at=at)
+        states, _ = _evaluate(chunk, at=at, actor=actor)
+        return RefreshResult(tuple(s for s in states if s.changed), tuple(rolled))
+
+    done = in_brand_chunks(sorted(set(brand_ids)), refresh, what=actor)
+    return RefreshResult(
+        changes=tuple(s for result in done for s in result.changes),
+        rolled_over=tuple(pk for result in done for pk in result.rolled_over),
+    )
+
+
+T = TypeVar("T")
+
+BRAND_SKIPPED = '%s: brand %s "%s" skipped, the pass goes on for the others: %s: %s'
+
+
+def in_brand_chunks(
+    brand_ids: Sequence[int], work: Callable[[Sequence[int]], T], *, what: str
+) -> list[T]:
+    """Run `work` on chunks of BRANDS_PER_TRANSACTION brands, each in a transaction, and
+    return what each chunk's run returned.
+
+    One brand's data (a stored time zone this machine does not know, a value no column
+    can hold, ...) must not stop a periodic pass for every other brand: a chunk that
+    fails is run again brand by brand, and a brand that still fails is logged with the
+    error and skipped. Database connection errors are not a brand's doing; they are
+    raised, for the task to retry.
+    """
+    done: list[T] = []
+    for chunk in chunked(brand_ids, BRANDS_PER_TRANSACTION):
+        try:
+            with transaction.atomic():
+                done.append(work(chunk))
+        except (OperationalError, InterfaceError):
+            raise
+        except Exception:  # one brand's data, most likely: find which, keep the others
+            done += _brand_by_brand(chunk, work, what=what)
+    return done
+
+
+def _brand_by_brand(
+    brand_ids: Sequence[int], work: Callable[[Sequence[int]], T], *, what: str
+) -> list[T]:
+    done: list[T] = []
+    for pk in brand_ids:
+        try:
+            with transaction.atomic():
+                done.append(work([pk]))
+        except (OperationalError, InterfaceError):
+            raise
+        except Exception as error:  # logged with its traceback; the pass goes on
+            logger.exception(BRAND_SKIPPED, what, pk, _brand_name(pk), type(error).__name__, error)
+    return done
+
+
+def _brand_name(pk: int) -> str:
+    return Brand.objects.filter(pk=pk).values_list("name", flat=True).first() or "?"
 
 
 def _lock_brands(brand_ids: Sequence[int]) -> list[Brand]:
@@ -183,13 +247,26 @@ def _roll_over(brands: Iterable[Brand], *, at: datetime) -> list[int]:
     """
     stale_days: dict[tuple[str, date], list[int]] = defaultdict(list)
     stale_months: dict[tuple[str, date], list[int]] = defaultdict(list)
+    new_periods: dict[int, tuple[Brand, date | None, date | None]] = {}
     for brand in brands:
         today = local_date(at, brand.zone)
+        day = month = None
         if brand.counters_day is None or brand.counters_day < today:
             stale_days[brand.timezone, today].append(brand.pk)
+            day = today
         if brand.counters_month is None or brand.counters_month < month_start(today):
             stale_months[brand.timezone, month_start(today)].append(brand.pk)
-    for (zone_name, day), ids in stale_days.items():
+            month = month_start(today)
+        if day or month:
+            new_periods[brand.pk] = (brand, day, month)
+    # A brand whose new period already holds more spend than a counter can is rolled
+    # over on its own, its counters kept at the limit; the statements below skip it.
+    past = _past_the_limit(new_periods.values())
+    for pk in sorted(past):
+        _roll_over_to_the_limit(*new_periods[pk])
+    for (zone_name, day), all_ids in stale_days.items():
+        if not (ids := [pk for pk in all_ids if pk not in past]):
+            continue
         start, end = day_bounds(day, ZoneInfo(zone_name))
         Campaign.objects.filter(behind("brand__counters_day", day), brand_id__in=ids).update(
             daily_spend=_ledger_sum("campaign", start, end)
@@ -197,7 +274,9 @@ def _roll_over(brands: Iterable[Brand], *, at: datetime) -> list[int]:
         Brand.objects.filter(behind("counters_day", day), pk__in=ids).update(
             current_daily_spend=_ledger_sum("brand", start, end), counters_day=day
         )
-    for (zone_name, first_day), ids in stale_months.items():
+    for (zone_name, first_day), all_ids in stale_months.items():
+        if not (ids := [pk for pk in all_ids if pk not in past]):
+            continue
         start, end = month_bounds(first_day, ZoneInfo(zone_name))
         Brand.objects.filter(behind("counters_month", first_day), pk__in=ids).update(
             current_monthly_spend=_ledger_sum("brand", start, end), counters_month=first_day
@@ -212,6 +291,107 @@ def _roll_over(brands: Iterable[Brand], *, at: datetime) -> list[int]:
             first_day.strftime("%Y-%m"), zone_name, ids,
         )  # fmt: skip
     return sorted({pk for ids in [*stale_days.values(), *stale_months.values()] for pk in ids})
+
+
+def exact_sums(spend: QuerySet[SpendEvent], by: str) -> dict[int, Decimal]:
+    """Ledger sums per `by` ("brand_id" or "campaign_id"), exact however large.
+
+    SQL's SUM of the micros fails past 2**63 on SQLite ("integer overflow"), and such a
+    sum fits no counter column on PostgreSQL. Whole units and the micros below a unit
+    are summed apart, and put together in Python: neither sum can overflow.
+    """
+    unit = Value(MICROS_PER_UNIT)
+    rows = (
+        spend.order_by()
+        .values_list(by)
+        .annotate(
+            units=Sum(ExpressionWrapper(F("amount") / unit, output_field=BigIntegerField())),
+            rest=Sum(ExpressionWrapper(F("amount") % unit, output_field=BigIntegerField())),
+        )
+    )
+    return {key: from_micros(int(units) * MICROS_PER_UNIT + int(rest)) for key, units, rest in rows}
+
+
+LEDGER_PAST_LIMIT = (
+    '%s %s "%s": the ledger sums to %s for %s on %s, past %s, the most a spend counter '
+    "holds; the counter is kept at that limit"
+)
+
+
+def within_limit(
+    total: Decimal, *, owner: str, pk: int, name: str, counter: str, period: date
+) -> Decimal:
+    """`total` if a counter can hold it; else the limit, and the brand or campaign logged.
+    A counter at the limit exhausts any budget (MAX_BUDGET is far below it), and no
+    spend can be added to it: the safe side."""
+    if total <= MAX_COUNTER:
+        return total
+    logger.error(
+        LEDGER_PAST_LIMIT, owner, pk, name, format_money(total), counter, period,
+        format_money(MAX_COUNTER),
+    )  # fmt: skip
+    return MAX_COUNTER
+
+
+def _past_the_limit(new_periods: Iterable[tuple[Brand, date | None, date | None]]) -> set[int]:
+    """Brands whose ledger for the period their counters are rolling into sums past
+    the limit of a counter: one query for every zone. A day lies within its month, so
+    where both roll over, the month is the one to check."""
+    by_bounds: dict[tuple[datetime, datetime], list[int]] = defaultdict(list)
+    for brand, day, month in new_periods:
+        if month is not None:
+            by_bounds[month_bounds(month, brand.zone)].append(brand.pk)
+        elif day is not None:
+            by_bounds[day_bounds(day, brand.zone)].append(brand.pk)
+    if not by_bounds:
+        return set()
+    spend = SpendEvent.objects.filter(
+        reduce(
+            or_,
+            (
+                Q(brand_id__in=ids, occurred_at__gte=start, occurred_at__lt=end)
+                for (start, end), ids in by_bounds.items()
+            ),
+        )
+    )
+    return {pk for pk, total in exact_sums(spend, "brand_id").items() if total > MAX_COUNTER}
+
+
+def _roll_over_to_the_limit(brand: Brand, day: date | None, month: date | None) -> None:
+    """Roll a locked brand over whose new period's ledger passes a counter's limit:
+    each counter is set to its ledger sum where a counter can hold it, else to the
+    limit (logged)."""
+    spend = SpendEvent.objects.filter(brand_id=brand.pk)
+    if day is not None:
+        start, end = day_bounds(day, brand.zone)
+        today = spend.filter(occurred_at__gte=start, occurred_at__lt=end)
+        campaigns = exact_sums(today, "campaign_id")
+        for pk, name in Campaign.objects.filter(brand_id=brand.pk).values_list("pk", "name"):
+            total = campaigns.get(pk, Decimal(0))
+            Campaign.objects.filter(pk=pk).update(
+                daily_spend=within_limit(
+                    total, owner="campaign", pk=pk, name=name, counter="daily_spend", period=day
+                )
+            )
+        total = exact_sums(today, "brand_id").get(brand.pk, Decimal(0))
+        Brand.objects.filter(pk=brand.pk).update(
+            current_daily_spend=within_limit(
+                total, owner="brand", pk=brand.pk, name=brand.name,
+                counter="current_daily_spend", period=day,
+            ),
+            counters_day=day,
+        )  # fmt: skip
+    if month is not None:
+        start, end = month_bounds(month, brand.zone)
+        this_month = spend.filter(occurred_at__gte=start, occurred_at__lt=end)
+        total = exact_sums(this_month, "brand_id").get(brand.pk, Decimal(0))
+        Brand.objects.filter(pk=brand.pk).update(
+            current_monthly_spend=within_limit(
+                total, owner="brand", pk=brand.pk, name=brand.name,
+                counter="current_monthly_spend", period=month,
+            ),
+            counters_month=month,
+        )  # fmt: skip
 
 
 _CAMPAIGN_COLUMNS = (
@@ -318,10 +498,13 @@ ALERT_THRESHOLDS = (50, 80, 100)  # percent of a budget
 
 
 def _raise_alerts(totals: Iterable[BrandTotals], *, at: datetime) -> list[BudgetAlert]:
-    """Record each threshold a brand's spend has reached in the current period, once:
-    the unique (brand, budget, threshold, period) row is the deduplication. New alerts
-    are logged, and e-mailed to the brand's contact after the transaction commits."""
-    reached: dict[tuple[int, str, int, date], BudgetAlert] = {}
+    """Record each threshold of the budget in force that a brand's spend has reached in
+    the current period, once: a crossing is (brand, kind, threshold, period, budget), the
+    alert's unique key. A budget raised and exhausted again is a new crossing (its pause
+    is announced too), as is a budget lowered under the spend; a budget set back to one
+    already crossed this period is not. New alerts are logged, and e-mailed to the
+    brand's contact after the transaction commits."""
+    reached: dict[tuple[int, str, int, date, Decimal], BudgetAlert] = {}
     for brand in totals:
         for kind, spend, budget, period in (
             (BudgetKind.DAILY, brand.daily_spend, brand.daily_budget, brand.day),
@@ -331,17 +514,19 @@ def _raise_alerts(totals: Iterable[BrandTotals], *, at: datetime) -> list[Budget
                 continue  # a zero budget allows nothing: there is no share to cross
             for threshold in ALERT_THRESHOLDS:
                 if spend * 100 >= budget * threshold:
-                    reached[brand.brand_id, kind, threshold, period] = BudgetAlert(
+                    reached[brand.brand_id, kind, threshold, period, budget] = BudgetAlert(
                         brand_id=brand.brand_id, budget_kind=kind, threshold=threshold,
                         period=period, created_at=at, spend=spend, budget=budget,
                         emailed_to=brand.contact_email,
                     )  # fmt: skip
     if not reached:
         return []
-    known = BudgetAlert.objects.filter(
-        brand_id__in={key[0] for key in reached}, period__in={key[3] for key in reached}
-    ).values_list("brand_id", "budget_kind", "threshold", "period")
-    new = [alert for key, alert in reached.items() if key not in set(known)]
+    known = set(
+        BudgetAlert.objects.filter(
+            brand_id__in={key[0] for key in reached}, period__in={key[3] for key in reached}
+        ).values_list("brand_id", "budget_kind", "threshold", "period", "budget")
+    )
+    new = [alert for key, alert in reached.items() if key not in known]
     BudgetAlert.objects.bulk_create(new, ignore_conflicts=True)
     names = {brand.brand_id: brand.name for brand in totals}
     for alert in new:

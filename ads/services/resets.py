@@ -9,10 +9,9 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Literal
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from django.db import transaction
-from django.db.models import Q, Sum
+from django.db.models import Q
 
 from ads.models import (
     Brand,
@@ -28,16 +27,17 @@ from ads.rules import (
 )
 from ads.services.edits import _audit_text
 from ads.services.enforcement import (
-    BRANDS_PER_TRANSACTION,
     CampaignState,
     RefreshResult,
     _evaluate,
     _lock_brands,
     _roll_over,
     behind,
+    exact_sums,
+    in_brand_chunks,
     refresh_campaign_states,
+    within_limit,
 )
-from ads.sql import chunked
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +46,16 @@ logger = logging.getLogger(__name__)
 
 
 def stale_brand_ids(*, at: datetime, period: Literal["day", "month"]) -> list[int]:
-    """Brands whose counters belong to an earlier local day (or month) than `at`'s."""
+    """Brands whose counters belong to an earlier local day (or month) than `at`'s.
+    Brands in a zone this machine does not know are included: the pass over them fails
+    brand by brand, and says so, rather than forgetting them in silence."""
     stale = Q(pk__in=[])
     for zone_name in Brand.objects.order_by().values_list("timezone", flat=True).distinct():
-        today = local_date(at, ZoneInfo(zone_name))
+        try:
+            today = local_date(at, ZoneInfo(zone_name))
+        except (ZoneInfoNotFoundError, ValueError):
+            stale |= Q(timezone=zone_name)
+            continue
         marker = (
             behind("counters_day", today)
             if period == "day"
@@ -93,42 +99,48 @@ class ReconcileResult:
 
 def reconcile_counters(*, at: datetime, actor: str) -> ReconcileResult:
     """Recompute every counter of the current periods from the ledger; repair, audit
-    and log each one that differs, then re-evaluate the brands concerned."""
-    drifts: list[Drift] = []
-    changes: list[CampaignState] = []
-    brand_ids = list(Brand.objects.order_by("pk").values_list("pk", flat=True))
-    for chunk in chunked(brand_ids, BRANDS_PER_TRANSACTION):
-        with transaction.atomic():
-            _roll_over(_lock_brands(chunk), at=at)
-            found = _reconcile_chunk(list(Brand.objects.filter(pk__in=chunk)), at=at)
-            for drift in found:
-                model = Brand if drift.campaign_id is None else Campaign
-                pk = drift.brand_id if drift.campaign_id is None else drift.campaign_id
-                model.objects.filter(pk=pk).update(**{drift.counter: drift.expected})
-                logger.warning(
-                    "counter %s of %s %s (%s) for %s was %s, ledger says %s (delta %s): "
-                    "repaired",
-                    drift.counter, model._meta.model_name, pk, drift.name, drift.period,
-                    drift.found, drift.expected, drift.delta,
-                )  # fmt: skip
-            SettingChange.objects.bulk_create(
-                SettingChange(
-                    changed_at=at,
-                    actor=actor,
-                    object_type="brand" if d.campaign_id is None else "campaign",
-                    object_id=d.brand_id if d.campaign_id is None else d.campaign_id,
-                    object_repr=f"{d.name}: {d.counter} for {d.period}",
-                    field=d.counter,
-                    old_value=_audit_text(d.found),
-                    new_value=_audit_text(d.expected),
-                )
-                for d in found
+    and log each one that differs, then re-evaluate the brands concerned. A sum no
+    counter can hold is logged and the counter kept at its limit; a brand whose data
+    fails the pass is logged and skipped, and the others are reconciled."""
+
+    def reconcile(chunk: Sequence[int]) -> ReconcileResult:
+        _roll_over(_lock_brands(chunk), at=at)
+        found = _reconcile_chunk(list(Brand.objects.filter(pk__in=chunk)), at=at)
+        for drift in found:
+            model = Brand if drift.campaign_id is None else Campaign
+            pk = drift.brand_id if drift.campaign_id is None else drift.campaign_id
+            model.objects.filter(pk=pk).update(**{drift.counter: drift.expected})
+            logger.warning(
+                "counter %s of %s %s (%s) for %s was %s, ledger says %s (delta %s): "
+                "repaired",
+                drift.counter, model._meta.model_name, pk, drift.name, drift.period,
+                drift.found, drift.expected, drift.delta,
+            )  # fmt: skip
+        SettingChange.objects.bulk_create(
+            SettingChange(
+                changed_at=at,
+                actor=actor,
+                object_type="brand" if d.campaign_id is None else "campaign",
+                object_id=d.brand_id if d.campaign_id is None else d.campaign_id,
+                object_repr=f"{d.name}: {d.counter} for {d.period}",
+                field=d.counter,
+                old_value=_audit_text(d.found),
+                new_value=_audit_text(d.expected),
             )
-            if found:
-                states, _ = _evaluate(sorted({d.brand_id for d in found}), at=at, actor=actor)
-                changes += (s for s in states if s.changed)
-            drifts += found
-    return ReconcileResult(drifts=tuple(drifts), changes=tuple(changes))
+            for d in found
+        )
+        changes: tuple[CampaignState, ...] = ()
+        if found:
+            states, _ = _evaluate(sorted({d.brand_id for d in found}), at=at, actor=actor)
+            changes = tuple(s for s in states if s.changed)
+        return ReconcileResult(drifts=tuple(found), changes=changes)
+
+    brand_ids = list(Brand.objects.order_by("pk").values_list("pk", flat=True))
+    done = in_brand_chunks(brand_ids, reconcile, what=actor)
+    return ReconcileResult(
+        drifts=tuple(d for result in done for d in result.drifts),
+        changes=tuple(s for result in done for s in result.changes),
+    )
 
 
 def _reconcile_chunk(brands: Sequence[Brand], *, at: datetime) -> list[Drift]:
@@ -142,20 +154,24 @@ def _reconcile_chunk(brands: Sequence[Brand], *, at: datetime) -> list[Drift]:
     for (zone_name, day), zone_brands in by_zone.items():
         zone = ZoneInfo(zone_name)
         ids = [b.pk for b in zone_brands]
-        spend = SpendEvent.objects.filter(brand_id__in=ids).order_by()
+        spend = SpendEvent.objects.filter(brand_id__in=ids)
         day_start_, day_end = day_bounds(day, zone)
         month_start_, month_end = month_bounds(month_start(day), zone)
         today = spend.filter(occurred_at__gte=day_start_, occurred_at__lt=day_end)
         month = spend.filter(occurred_at__gte=month_start_, occurred_at__lt=month_end)
-        brand_day = dict(today.values_list("brand_id").annotate(total=Sum("amount")))
-        brand_month = dict(month.values_list("brand_id").annotate(total=Sum("amount")))
-        campaign_day = dict(today.values_list("campaign_id").annotate(total=Sum("amount")))
+        brand_day = exact_sums(today, "brand_id")
+        brand_month = exact_sums(month, "brand_id")
+        campaign_day = exact_sums(today, "campaign_id")
         for brand in zone_brands:
             for counter, period, ledger in (
                 ("current_daily_spend", day, brand_day),
                 ("current_monthly_spend", month_start(day), brand_month),
             ):
-                found, expected = getattr(brand, counter), ledger.get(brand.pk, Decimal(0))
+                found = getattr(brand, counter)
+                expected = within_limit(
+                    ledger.get(brand.pk, Decimal(0)), owner="brand", pk=brand.pk,
+                    name=brand.name, counter=counter, period=period,
+                )  # fmt: skip
                 if found != expected:
                     drifts.append(
                         Drift(brand.pk, None, brand.name, counter, period, found, expected)
@@ -164,7 +180,10 @@ def _reconcile_chunk(brands: Sequence[Brand], *, at: datetime) -> list[Drift]:
         for pk, brand_id, name, found in campaigns.values_list(
             "pk", "brand_id", "name", "daily_spend"
         ):
-            expected = campaign_day.get(pk, Decimal(0))
+            expected = within_limit(
+                campaign_day.get(pk, Decimal(0)), owner="campaign", pk=pk, name=name,
+                counter="daily_spend", period=day,
+            )  # fmt: skip
             if found != expected:
                 drifts.append(Drift(brand_id, pk, name, "daily_spend", day, found, expected))
     return drifts

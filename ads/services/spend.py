@@ -4,10 +4,11 @@
 
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import TypeVar
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -15,6 +16,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from ads.models import (
+    MAX_COUNTER,
     Brand,
     Campaign,
     SpendEvent,
@@ -83,15 +85,39 @@ def record_spend(
     key = parse_idempotency_key(idempotency_key)
     if source not in SpendSource.values:
         raise invalid("source", f"must be one of {', '.join(SpendSource.values)}")
-    try:
-        with transaction.atomic():
-            return _record_spend_locked(campaign_id, amount, occurred, key, source, at)
-    except IntegrityError:
-        # Another brand's transaction inserted the same key after our check.
-        existing = SpendEvent.objects.filter(idempotency_key=key).first()
-        if existing is None:
-            raise
-        return _already_recorded(existing, campaign_id=campaign_id, amount=amount)
+    return in_key_race(
+        [key], lambda: _record_spend_locked(campaign_id, amount, occurred, key, source, at)
+    )
+
+
+R = TypeVar("R")
+
+
+def in_key_race(keys: Sequence[str], record: Callable[[], R]) -> R:
+    """Run `record` in a transaction, again if the unique index refused one of `keys`.
+
+    Idempotency keys are unique across brands, and the brand locks serialise only one
+    brand's writers: a transaction of another brand can insert a key between our check
+    and our insert, and on PostgreSQL ours then fails on the index once theirs commits.
+    Run again, `record` finds that spend like any key recorded before, and answers the
+    same: "already recorded", or the conflict. Each run sees more of `keys` taken, so
+    this ends; an IntegrityError that no newly taken key explains is raised as it is.
+    """
+    taken_before: set[str] | None = None
+    while True:
+        try:
+            with transaction.atomic():
+                return record()
+        except IntegrityError:
+            taken = set(
+                SpendEvent.objects.filter(idempotency_key__in=in_texts(keys)).values_list(
+                    "idempotency_key", flat=True
+                )
+            )
+            if not taken or taken == taken_before:
+                raise
+            logger.info("idempotency key(s) recorded meanwhile by another brand: running again")
+            taken_before = taken
 
 
 def _record_spend_locked(
@@ -104,8 +130,12 @@ def _record_spend_locked(
     brand_id = brand.pk
     existing = SpendEvent.objects.filter(idempotency_key=key).first()
     if existing is not None:
-        return _already_recorded(existing, campaign_id=campaign_id, amount=amount)
+        _check_same_spend(existing, campaign_id=campaign_id, amount=amount)
+    # Before any figure is read, also for a spend already recorded: after the brand's
+    # local midnight its counters must not be shown as today's.
     _roll_over([brand], at=at)
+    if existing is not None:
+        return _already_recorded(existing, at=at)
 
     today = brand.counting_day(at)
     day = local_date(occurred, brand.zone)
@@ -120,15 +150,16 @@ def _record_spend_locked(
         source=source,
         idempotency_key=key,
     )
-    increment = money_value(amount)
-    brand_updates = {}
+    brand_counters = {}
     if counted_today:
-        brand_updates["current_daily_spend"] = F("current_daily_spend") + increment
-        Campaign.objects.filter(pk=campaign_id).update(daily_spend=F("daily_spend") + increment)
+        brand_counters["current_daily_spend"] = amount
     if counted_this_month:
-        brand_updates["current_monthly_spend"] = F("current_monthly_spend") + increment
-    if brand_updates:
-        Brand.objects.filter(pk=brand_id).update(**brand_updates)
+        brand_counters["current_monthly_spend"] = amount
+    full = brand_counters and add_to_counters(Brand, brand_id, brand_counters)
+    if counted_today and not full:
+        full = add_to_counters(Campaign, campaign_id, {"daily_spend": amount})
+    if full:
+        raise invalid("amount", full)
 
     states, totals = _evaluate([brand_id], at=at, actor=SPEND_ACTOR)
     logger.info(
@@ -233,27 +264,10 @@ def record_spend_batch(
             reason = f"campaign_id: {CAMPAIGN_UNKNOWN.format(value=spend.campaign_id)}"
             errors.append(_row_error(label, spend.number, reason))
     _raise_batch_errors(errors, conflicts=conflicts)
-    with transaction.atomic():
-        brands = _lock_brands(sorted(set(brand_of.values())))
-        existing = {
-            key: (campaign_id, amount)
-            for key, campaign_id, amount in SpendEvent.objects.filter(
-                idempotency_key__in=in_texts([s.key for s in unique])
-            ).values_list("idempotency_key", "campaign_id", "amount")
-        }
-        for spend in unique:
-            if spend.key in existing and existing[spend.key] != (spend.campaign_id, spend.amount):
-                campaign_id, amount = existing[spend.key]
-                reason = "idempotency_key: " + KEY_CONFLICT.format(
-                    key=shown(spend.key), campaign_id=campaign_id, amount=format_money(amount)
-                )
-                errors.append(_row_error(label, spend.number, reason))
-                conflicts += 1
-        _raise_batch_errors(errors, conflicts=conflicts)
-        _roll_over(brands, at=at)
-        new = [spend for spend in unique if spend.key not in existing]
-        _insert_and_count(new, brands=brands, brand_of=brand_of, source=source, at=at)
-        states, _ = _evaluate(sorted(set(brand_of.values())), at=at, actor=SPEND_ACTOR)
+    new, states = in_key_race(
+        [s.key for s in unique],
+        lambda: _record_batch_locked(unique, brand_of=brand_of, source=source, at=at, label=label),
+    )
     recorded = {spend.key for spend in new}
     outcomes = tuple(
         "recorded" if spend.key in recorded and first_of[spend.key] is spend else "already_recorded"
@@ -266,6 +280,40 @@ def record_spend_batch(
         outcomes=outcomes,
         changes=tuple(s for s in states if s.changed),
     )
+
+
+def _record_batch_locked(
+    unique: Sequence[_Spend],
+    *,
+    brand_of: dict[int, int],
+    source: str,
+    at: datetime,
+    label: str,
+) -> tuple[list[_Spend], list[CampaignState]]:
+    """The batch's writes, once its rows are valid, under its brands' locks: the spends
+    it recorded, and the states of the brands' campaigns."""
+    errors: list[str] = []
+    brand_ids = sorted(set(brand_of.values()))
+    brands = _lock_brands(brand_ids)
+    existing = {
+        key: (campaign_id, amount)
+        for key, campaign_id, amount in SpendEvent.objects.filter(
+            idempotency_key__in=in_texts([s.key for s in unique])
+        ).values_list("idempotency_key", "campaign_id", "amount")
+    }
+    for spend in unique:
+        if spend.key in existing and existing[spend.key] != (spend.campaign_id, spend.amount):
+            campaign_id, amount = existing[spend.key]
+            reason = "idempotency_key: " + KEY_CONFLICT.format(
+                key=shown(spend.key), campaign_id=campaign_id, amount=format_money(amount)
+            )
+            errors.append(_row_error(label, spend.number, reason))
+    _raise_batch_errors(errors, conflicts=len(errors))
+    _roll_over(brands, at=at)
+    new = [spend for spend in unique if spend.key not in existing]
+    _insert_and_count(new, brands=brands, brand_of=brand_of, source=source, at=at)
+    states, _ = _evaluate(brand_ids, at=at, actor=SPEND_ACTOR)
+    return new, states
 
 
 def _row_error(label: str, number: int, reason: str) -> str:
@@ -339,23 +387,54 @@ def _insert_and_count(
         if month_start(day) == month_start(today):
             brand_month[brand_id] += s.amount
     for brand_id in sorted(brand_day.keys() | brand_month.keys()):
-        updates = {}
+        counters = {}
         if brand_id in brand_day:
-            updates["current_daily_spend"] = F("current_daily_spend") + money_value(
-                brand_day[brand_id]
-            )
+            counters["current_daily_spend"] = brand_day[brand_id]
         if brand_id in brand_month:
-            updates["current_monthly_spend"] = F("current_monthly_spend") + money_value(
-                brand_month[brand_id]
-            )
-        Brand.objects.filter(pk=brand_id).update(**updates)
+            counters["current_monthly_spend"] = brand_month[brand_id]
+        if full := add_to_counters(Brand, brand_id, counters):
+            raise ValidationError({"events": [full]})
     for campaign_id, amount in sorted(campaign_day.items()):
-        Campaign.objects.filter(pk=campaign_id).update(
-            daily_spend=F("daily_spend") + money_value(amount)
+        if full := add_to_counters(Campaign, campaign_id, {"daily_spend": amount}):
+            raise ValidationError({"events": [full]})
+
+
+COUNTER_FULL = (
+    "would take the {counter} past {limit}, the most a spend counter holds; nothing was recorded"
+)
+COUNTER_NAMES = {
+    "current_daily_spend": "spend today",
+    "current_monthly_spend": "spend this month",
+    "daily_spend": "spend today",
+}
+M = TypeVar("M", Brand, Campaign)
+
+
+def add_to_counters(model: type[M], pk: int, amounts: Mapping[str, Decimal]) -> str | None:
+    """Add `amounts` to counters of one row (locked through its brand) in one statement
+    that moves none of them if any would pass MAX_COUNTER; then say which, and why.
+
+    Past the limit SQLite would silently turn the integer into a REAL (inexact, and
+    breaking every later sum of the column) and PostgreSQL would raise a DataError: the
+    spend is refused instead, whole, with COUNTER_FULL.
+    """
+    if all(amount <= MAX_COUNTER for amount in amounts.values()):
+        room = {f"{field}__lte": MAX_COUNTER - amount for field, amount in amounts.items()}
+        moved = model.objects.filter(pk=pk, **room).update(
+            **{field: F(field) + money_value(amount) for field, amount in amounts.items()}
         )
+        if moved:
+            return None
+    row = model.objects.filter(pk=pk).values(*amounts, "name").get()
+    full = next((f for f, amount in amounts.items() if row[f] + amount > MAX_COUNTER), None)
+    counter = COUNTER_NAMES[full or next(iter(amounts))]
+    return COUNTER_FULL.format(
+        counter=f'{counter} of {model._meta.model_name} {pk} "{row["name"]}"',
+        limit=format_money(MAX_COUNTER),
+    )
 
 
-def _already_recorded(existing: SpendEvent, *, campaign_id: int, amount: Decimal) -> SpendResult:
+def _check_same_spend(existing: SpendEvent, *, campaign_id: int, amount: Decimal) -> None:
     if existing.campaign_id != campaign_id or existing.amount != amount:
         raise SpendConflict(
             {
@@ -368,24 +447,19 @@ def _already_recorded(existing: SpendEvent, *, campaign_id: int, amount: Decimal
                 ]
             }
         )
-    campaign = Campaign.objects.select_related("brand").get(pk=campaign_id)
-    state = CampaignState(
-        campaign_id=campaign.pk,
-        name=campaign.name,
-        brand_id=campaign.brand_id,
-        was_active=campaign.is_active,
-        old_reasons=campaign.pause_reasons,
-        is_active=campaign.is_active,
-        pause_reasons=campaign.pause_reasons,
-        daily_spend=campaign.daily_spend,
-        daily_budget=campaign.daily_budget,
-    )
+
+
+def _already_recorded(existing: SpendEvent, *, at: datetime) -> SpendResult:
+    """The answer for a key recorded before: nothing is counted again, and the figures
+    are those of the brand's current period (its counters were just rolled over). The
+    campaigns are evaluated as after any roll-over: a new day may resume them."""
+    states, totals = _evaluate([existing.brand_id], at=at, actor=SPEND_ACTOR)
     return SpendResult(
         event=existing,
         created=False,
         counted_today=False,
         counted_this_month=False,
-        campaign=state,
-        brand=BrandTotals.of(campaign.brand),
-        changes=(),
+        campaign=next(s for s in states if s.campaign_id == existing.campaign_id),
+        brand=totals[existing.brand_id],
+        changes=tuple(s for s in states if s.changed),
     )

@@ -1,6 +1,5 @@
 import csv
 import re
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ from kombu.exceptions import OperationalError as BrokerError
 
 from ads.models import SpendSource
 from ads.money import format_money
-from ads.rules import PauseReason, reasons_label
+from ads.rules import PauseReason, left_or_over, reasons_label
 from ads.services import (
     CampaignState,
     SpendInput,
@@ -198,7 +197,10 @@ class Command(BaseCommand):
             f"key {event.idempotency_key}"
         )
         if not result.created:
-            self.stdout.write(f"Already recorded as {spend}. Nothing changed.")
+            # Its brand's day may have changed since: the figures below are the new day's,
+            # and campaigns paused only for yesterday's budget have resumed.
+            again = "Not counted again." if result.changes else "Nothing changed."
+            self.stdout.write(f"Already recorded as {spend}. {again}")
         else:
             self.stdout.write(self.style.SUCCESS(f"Recorded {spend}."))
             if not result.counted_today:
@@ -217,7 +219,7 @@ class Command(BaseCommand):
                 )
         own = (
             f"own daily budget {format_money(campaign.daily_budget)}, "
-            f"{format_money(campaign.daily_left or Decimal(0))} left"
+            f"{left_or_over(campaign.daily_spend, campaign.daily_budget)}"
             if campaign.daily_budget is not None
             else "no own budget"
         )
@@ -231,9 +233,11 @@ class Command(BaseCommand):
         )
         self.stdout.write(
             f'Brand "{brand.name}": today {format_money(brand.daily_spend)} of '
-            f"{format_money(brand.daily_budget)} ({format_money(brand.daily_left)} left); "
+            f"{format_money(brand.daily_budget)} "
+            f"({left_or_over(brand.daily_spend, brand.daily_budget)}); "
             f"this month {format_money(brand.monthly_spend)} of "
-            f"{format_money(brand.monthly_budget)} ({format_money(brand.monthly_left)} left)"
+            f"{format_money(brand.monthly_budget)} "
+            f"({left_or_over(brand.monthly_spend, brand.monthly_budget)})"
         )
         if result.changes:
             self.stdout.write("Campaigns whose state changed:")
