@@ -44,6 +44,7 @@ from ads.money import format_money
 from ads.rules import (
     WEEKDAY_NAMES,
     budget_warnings,
+    left_or_over,
     next_schedule_change,
     reasons_label,
     schedule_allows,
@@ -70,7 +71,7 @@ def schedule_status(campaign: Campaign, at: datetime) -> str:
 
 def spend_of_budget(spend: Decimal, budget: Decimal) -> str:
     if spend > budget:
-        share = f"{format_money(spend - budget)} over"
+        share = left_or_over(spend, budget)
     else:
         share = "exhausted" if spend >= budget else f"{spend / budget:.0%}"
     return f"{format_money(spend)} / {format_money(budget)} ({share})"
@@ -273,9 +274,9 @@ class CampaignInline(admin.TabularInline[Campaign, Brand]):
         "schedule",
         "is_active",
         "reasons",
-        "daily_spend",
+        "spend_today",
     )
-    readonly_fields = ("is_active", "reasons", "daily_spend")
+    readonly_fields = ("is_active", "reasons", "spend_today")
     extra = 0
     show_change_link = True
 
@@ -290,6 +291,10 @@ class CampaignInline(admin.TabularInline[Campaign, Brand]):
     @admin.display(description="pause reasons")
     def reasons(self, obj: Campaign) -> str:
         return reasons_label(obj.pause_reasons)
+
+    @admin.display(description="spend today")
+    def spend_today(self, obj: Campaign) -> str:
+        return format_money(obj.spend_today(timezone.now())) if obj.pk else "-"
 
 
 def refuse_deleting_spend(form: forms.ModelForm[Campaign]) -> None:
@@ -430,7 +435,7 @@ class CampaignAdmin(ArchivableAdmin):
         "is_active",
         "why_not_running",
         "schedule_now",
-        "daily_spend",
+        "today",
         "recent_changes",
         "archived_at",
         "created_at",
@@ -444,7 +449,7 @@ class CampaignAdmin(ArchivableAdmin):
         "schedule_now",
         "is_active",
         "why_not_running",
-        "daily_spend",
+        "today",
         "recent_changes",
         "archived_at",
         "created_at",
@@ -491,9 +496,10 @@ class CampaignAdmin(ArchivableAdmin):
 
     @admin.display(description="spend today / own budget")
     def today(self, obj: Campaign) -> str:
+        spend = obj.spend_today(timezone.now())  # 0 after local midnight, before a reset
         if obj.daily_budget is None:
-            return f"{format_money(obj.daily_spend)} (no own budget)"
-        return spend_of_budget(obj.daily_spend, obj.daily_budget)
+            return f"{format_money(spend)} (no own budget)"
+        return spend_of_budget(spend, obj.daily_budget)
 
     @admin.display(description="why not running")
     def why_not_running(self, obj: Campaign) -> str:
@@ -503,7 +509,8 @@ class CampaignAdmin(ArchivableAdmin):
             brand_today = standing(obj.brand, timezone.now())[0]
             left = f"brand {brand_today.left_text} today"
             if obj.daily_budget is not None:
-                left += f", own budget {spend_left_text(obj.daily_spend, obj.daily_budget)}"
+                own = left_or_over(obj.spend_today(timezone.now()), obj.daily_budget)
+                left += f", own budget {own}"
             return f"It is running ({left})."
         return format_html(
             '<ul class="why-not-running">{}</ul>',
@@ -563,13 +570,6 @@ class CampaignAdmin(ArchivableAdmin):
         )
         for conflict in result.conflicts:
             self.message_user(request, conflict, messages.WARNING)
-
-
-def spend_left_text(spend: Decimal, budget: Decimal) -> str:
-    """'3.00 left' or '5.00 over'."""
-    if spend > budget:
-        return f"{format_money(spend - budget)} over"
-    return f"{format_money(budget - spend)} left"
 
 
 def change_label(change: CampaignStatusChange) -> str:

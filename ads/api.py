@@ -368,7 +368,8 @@ def brand_out(brand: Brand) -> dict[str, object]:
 
 @api.get("/brands", response={200: list[BrandOut], 400: ErrorOut, 401: ErrorOut})
 def list_brands(request: HttpRequest) -> Status[object]:
-    return Status(200, [brand_out(b) for b in visible_brands(request.auth)])  # type: ignore[attr-defined]  # set by KeyAuth
+    brands = visible_brands(request.auth).filter(archived_at__isnull=True)  # type: ignore[attr-defined]  # set by KeyAuth
+    return Status(200, [brand_out(b) for b in brands])
 
 
 @api.get(
@@ -431,7 +432,10 @@ def visible_campaigns(api_key: ApiKey) -> QuerySet[Campaign]:
 def list_campaigns(request: HttpRequest, filters: Query[CampaignFilters]) -> Status[object]:
     if unknown := unknown_query(request, CampaignFilters, "filter"):
         return unknown  # a misspelt filter must not silently return every campaign
-    campaigns = visible_campaigns(request.auth)  # type: ignore[attr-defined]  # set by KeyAuth
+    # Lists leave out what is archived; its own URL still answers.
+    campaigns = visible_campaigns(request.auth).filter(  # type: ignore[attr-defined]  # set by KeyAuth
+        archived_at__isnull=True, brand__archived_at__isnull=True
+    )
     if filters.brand is not None:
         campaigns = campaigns.filter(brand_id=filters.brand)
     if filters.active is not None:

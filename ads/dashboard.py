@@ -21,9 +21,11 @@ from ads.rules import (
     day_bounds,
     elapsed_share,
     left,
+    left_or_over,
     month_bounds,
     month_start,
     next_schedule_change,
+    over,
     pacing,
     reasons_label,
     spent_share,
@@ -49,15 +51,11 @@ class Standing:
 
     @property
     def over(self) -> Decimal:
-        """How far spend has passed the budget (a late or concurrent spend can)."""
-        return max(self.spend - self.budget, Decimal(0))
+        return over(self.spend, self.budget)
 
     @property
     def left_text(self) -> str:
-        """'3.00 left' or '5.00 over'."""
-        if self.over:
-            return f"{format_money(self.over)} over"
-        return f"{format_money(self.left)} left"
+        return left_or_over(self.spend, self.budget)
 
     @property
     def text(self) -> str:
@@ -75,10 +73,7 @@ def standing(brand: Brand, at: datetime) -> tuple[Standing, Standing]:
     """
     zone = brand.zone
     today = brand.counting_day(at)
-    day_spend = brand.current_daily_spend if brand.counters_day == today else Decimal(0)
-    month_spend = (
-        brand.current_monthly_spend if brand.counters_month == month_start(today) else Decimal(0)
-    )
+    day_spend, month_spend = brand.spend_today(at), brand.spend_this_month(at)
     day_elapsed = elapsed_share(*day_bounds(today, zone), at)
     month_elapsed = elapsed_share(*month_bounds(month_start(today), zone), at)
     return (
@@ -256,7 +251,7 @@ def pause_details(campaign: Campaign, at: datetime) -> list[tuple[str, str]]:
     next_month = month_bounds(month_start(today), zone)[1]
     day, month = standing(brand, at)
     own = Standing(
-        campaign.daily_spend if brand.counters_day == today else Decimal(0),
+        campaign.spend_today(at),
         campaign.daily_budget or Decimal(0),
         Band.OK,
         Pacing.ON_PACE,

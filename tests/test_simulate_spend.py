@@ -53,8 +53,9 @@ def test_lists_every_campaign_whose_state_changed(campaign: Campaign) -> None:
     out = simulate(str(campaign.pk), "10")
 
     assert "Campaigns whose state changed:" in out
-    assert f'campaign {campaign.pk} "Search": paused (+brand_daily_budget)' in out
-    assert f'campaign {sibling.pk} "Display": paused (+brand_daily_budget)' in out
+    # In the words of the admin's lists, not the API's codes.
+    assert f'campaign {campaign.pk} "Search": Paused: Brand daily budget exhausted' in out
+    assert f'campaign {sibling.pk} "Display": Paused: Brand daily budget exhausted' in out
 
 
 def test_says_when_the_campaign_was_not_running(campaign: Campaign) -> None:

@@ -45,6 +45,7 @@ from ads.rules import (
     Window,
     day_bounds,
     describe_transition,
+    transition_label,
     left,
     local_date,
     month_bounds,
@@ -89,7 +90,15 @@ class CampaignState:
 
     @property
     def transition(self) -> str:
+        """In codes, for the API and the logs: 'paused (+brand_daily_budget)'."""
         return describe_transition(
+            self.was_active, self.old_reasons, self.is_active, self.pause_reasons
+        )
+
+    @property
+    def label(self) -> str:
+        """For people: 'Paused: Brand daily budget exhausted'."""
+        return transition_label(
             self.was_active, self.old_reasons, self.is_active, self.pause_reasons
         )
 
@@ -148,8 +157,9 @@ def refresh_campaign_states(
     number of queries depends on the number of brands (in chunks of
     BRANDS_PER_TRANSACTION) and of distinct state transitions, not of campaigns.
     """
-    if brand_ids is None:
-        brand_ids = list(Brand.objects.order_by("pk").values_list("pk", flat=True))
+    if brand_ids is None:  # a periodic pass: archived brands are switched off and left out
+        current = Brand.objects.filter(archived_at__isnull=True)
+        brand_ids = list(current.order_by("pk").values_list("pk", flat=True))
 
     def refresh(chunk: Sequence[int]) -> RefreshResult:
         rolled = _roll_over(_lock_brands(chunk), at=at)

@@ -62,7 +62,9 @@ def stale_brand_ids(*, at: datetime, period: Literal["day", "month"]) -> list[in
             else behind("counters_month", month_start(today))
         )
         stale |= Q(timezone=zone_name) & marker
-    return list(Brand.objects.filter(stale).order_by("pk").values_list("pk", flat=True))
+    # Archived brands are left out: restoring one, its next pass or spend rolls it over.
+    current = Brand.objects.filter(stale, archived_at__isnull=True)
+    return list(current.order_by("pk").values_list("pk", flat=True))
 
 
 def reset_periods(*, at: datetime, actor: str, period: Literal["day", "month"]) -> RefreshResult:

@@ -248,4 +248,4 @@ class Command(BaseCommand):
 
     @staticmethod
     def describe_change(change: CampaignState) -> str:
-        return f'campaign {change.campaign_id} "{change.name}": {change.transition}'
+        return f'campaign {change.campaign_id} "{change.name}": {change.label}'

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('ads', '0010_pending_spend'),
+        ('ads', '0011_archive'),
     ]
 
     operations = [
