@@ -45,13 +45,13 @@ from ads.rules import (
     Window,
     day_bounds,
     describe_transition,
-    transition_label,
     left,
     local_date,
     month_bounds,
     month_start,
     pause_reasons,
     schedule_allows,
+    transition_label,
 )
 from ads.sql import chunked, id_set, in_ids
 
