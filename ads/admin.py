@@ -294,7 +294,9 @@ class CampaignInline(admin.TabularInline[Campaign, Brand]):
 
     @admin.display(description="spend today")
     def spend_today(self, obj: Campaign) -> str:
-        return format_money(obj.spend_today(timezone.now())) if obj.pk else "-"
+        if not obj.pk or obj.brand.timezone not in brand_zones():
+            return "-"  # a new row, or the page is shown again with a bad time zone
+        return format_money(obj.spend_today(timezone.now()))
 
 
 def refuse_deleting_spend(form: forms.ModelForm[Campaign]) -> None:
