@@ -29,7 +29,8 @@ if not SECRET_KEY or SECRET_KEY == DEVELOPMENT_SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
             "SECRET_KEY is not set. With DEBUG off the project needs a real secret key: "
-            "set SECRET_KEY to a long random value, for example the output of "
+            "set SECRET_KEY to a long random value (`make run` writes one to .env), "
+            "for example the output of "
             "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`, "
             "or set DEBUG=1 for local development."
         )
