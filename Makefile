@@ -14,6 +14,10 @@ PYTHON ?= $(shell for p in python3.11 python3.12 python3.13 python3; do \
 
 run: export DEBUG = 1
 run: $(VENV)/.runtime .env
+	@grep -q '^[[:space:]]*SECRET_KEY=' .env || { \
+		echo "SECRET_KEY=$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(50))')" >> .env && \
+		echo "== Wrote a random SECRET_KEY for this checkout to .env (the README's commands need it)"; }
+	@chmod 600 .env
 	@echo "== Applying database migrations"
 	$(BIN)/python manage.py migrate --noinput
 	@echo "== Loading demo data"
@@ -72,8 +76,11 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
 	@touch $@ $(VENV)/.runtime
 
 # Local settings, git-ignored, edit freely; DEBUG stays off unless you set it here.
+# `make run` adds a random SECRET_KEY for this checkout (development), so the README's
+# manage.py commands work afterwards with DEBUG still off: secure by default.
 .env:
 	cp .env.example .env
+	@chmod 600 .env
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .hypothesis
