@@ -27,7 +27,8 @@ run: $(VENV)/.runtime .env
 	@broker=$$($(BIN)/python manage.py broker_url) && \
 	echo "== Starting web (http://$(HOST):$(PORT)/admin/), worker and beat on $$broker; Ctrl-C stops all" && \
 	PATH="$(CURDIR)/$(BIN):$$PATH" CELERY_BROKER_URL="$$broker" WEB_ADDRESS=$(HOST):$(PORT) \
-		$(BIN)/honcho start -f Procfile
+		$(BIN)/honcho start -f Procfile; \
+	status=$$?; case $$status in 130|143) echo "== Stopped";; *) exit $$status;; esac
 
 test: lint typecheck migrations-check pytest
 
