@@ -225,12 +225,34 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     },
 }
 
+# One line per event, on one handler (the filters are in ad_budget_project/logs.py).
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {
+        "no_traceback_for_4xx": {"()": "ad_budget_project.logs.NoTracebackForClientErrors"},
+        "one_line_per_request": {"()": "ad_budget_project.logs.OneLinePerRequest"},
+        "routine_task_lines": {
+            "()": "ad_budget_project.logs.RoutineTaskLines",
+            "every_task": env.bool("LOG_EVERY_TASK", default=False),
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["no_traceback_for_4xx", "one_line_per_request", "routine_task_lines"],
+        },
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {
+        # Django's defaults give these loggers handlers of their own (a second copy of
+        # every django.request line with DEBUG on; runserver's own access-log format):
+        # everything goes through the root's one handler instead.
+        "django": {"handlers": [], "level": "INFO"},
+        "django.server": {"handlers": [], "level": "INFO", "propagate": True},
+    },
 }
