@@ -24,7 +24,9 @@ run: $(VENV)/.runtime .env
 	$(BIN)/python manage.py seed_demo
 	@echo "== Admin login"
 	@$(BIN)/python manage.py ensure_admin --url http://$(HOST):$(PORT)/admin/
-	@broker=$$($(BIN)/python manage.py broker_url) && \
+# Ctrl-C reaches this shell too: the trap lets it wait for honcho to stop web, worker
+# and beat, then take honcho's 130 (SIGINT) or 143 (SIGTERM) as a clean stop.
+	@trap : INT TERM; broker=$$($(BIN)/python manage.py broker_url) && \
 	echo "== Starting web (http://$(HOST):$(PORT)/admin/), worker and beat on $$broker; Ctrl-C stops all" && \
 	PATH="$(CURDIR)/$(BIN):$$PATH" CELERY_BROKER_URL="$$broker" WEB_ADDRESS=$(HOST):$(PORT) \
 		$(BIN)/honcho start -f Procfile; \
