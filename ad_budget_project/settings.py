@@ -155,6 +155,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
 }
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # One-machine fallback for `make run` without Redis (see ads/management/commands/broker_url.py).
+    if CELERY_BROKER_URL == "filesystem://":  # kombu warns on each connection without a host
+        CELERY_BROKER_URL = "filesystem://localhost/"
     BROKER_DIR = VAR_DIR / "broker"
     for folder in ("queue", "processed", "control"):
         (BROKER_DIR / folder).mkdir(parents=True, exist_ok=True)

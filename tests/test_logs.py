@@ -3,6 +3,9 @@ expected 4xx is one line without a traceback, nothing is printed twice, and the 
 log of the development server does not repeat what django.request reports."""
 
 import logging
+import os
+import subprocess
+import sys
 import threading
 import urllib.error
 import urllib.request
@@ -194,3 +197,17 @@ def test_celerys_line_for_every_task_is_kept_when_asked_for() -> None:
         logging.getLogger().removeHandler(handler)
 
     assert len(out.getvalue().splitlines()) == 3
+
+
+def test_the_fallback_broker_is_used_without_a_warning() -> None:
+    """`make run` without Redis announces filesystem://; neither the worker's minutely
+    connections nor `manage.py health` may log kombu's "No hostname was supplied"."""
+    script = "from ads.health import broker; assert broker().ok"
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", script],
+        env=os.environ | {"DEBUG": "1", "CELERY_BROKER_URL": "filesystem://"},
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert "WARNING" not in result.stderr, result.stderr
