@@ -14,16 +14,23 @@ PYTHON ?= $(shell for p in python3.11 python3.12 python3.13 python3; do \
 
 run: export DEBUG = 1
 run: $(VENV)/.runtime .env
+	@grep -q '^[[:space:]]*SECRET_KEY=' .env || { \
+		echo "SECRET_KEY=$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(50))')" >> .env && \
+		echo "== Wrote a random SECRET_KEY for this checkout to .env (the README's commands need it)"; }
+	@chmod 600 .env
 	@echo "== Applying database migrations"
 	$(BIN)/python manage.py migrate --noinput
 	@echo "== Loading demo data"
 	$(BIN)/python manage.py seed_demo
 	@echo "== Admin login"
 	@$(BIN)/python manage.py ensure_admin --url http://$(HOST):$(PORT)/admin/
-	@broker=$$($(BIN)/python manage.py broker_url) && \
+# Ctrl-C reaches this shell too: the trap lets it wait for honcho to stop web, worker
+# and beat, then take honcho's 130 (SIGINT) or 143 (SIGTERM) as a clean stop.
+	@trap : INT TERM; broker=$$($(BIN)/python manage.py broker_url) && \
 	echo "== Starting web (http://$(HOST):$(PORT)/admin/), worker and beat on $$broker; Ctrl-C stops all" && \
 	PATH="$(CURDIR)/$(BIN):$$PATH" CELERY_BROKER_URL="$$broker" WEB_ADDRESS=$(HOST):$(PORT) \
-		$(BIN)/honcho start -f Procfile
+		$(BIN)/honcho start -f Procfile; \
+	status=$$?; case $$status in 130|143) echo "== Stopped";; *) exit $$status;; esac
 
 test: lint typecheck migrations-check pytest
 
@@ -72,8 +79,11 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
 	@touch $@ $(VENV)/.runtime
 
 # Local settings, git-ignored, edit freely; DEBUG stays off unless you set it here.
+# `make run` adds a random SECRET_KEY for this checkout (development), so the README's
+# manage.py commands work afterwards with DEBUG still off: secure by default.
 .env:
 	cp .env.example .env
+	@chmod 600 .env
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .hypothesis

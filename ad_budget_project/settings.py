@@ -29,7 +29,8 @@ if not SECRET_KEY or SECRET_KEY == DEVELOPMENT_SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
             "SECRET_KEY is not set. With DEBUG off the project needs a real secret key: "
-            "set SECRET_KEY to a long random value, for example the output of "
+            "set SECRET_KEY to a long random value (`make run` writes one to .env), "
+            "for example the output of "
             "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`, "
             "or set DEBUG=1 for local development."
         )
@@ -154,6 +155,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
 }
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # One-machine fallback for `make run` without Redis (see ads/management/commands/broker_url.py).
+    if CELERY_BROKER_URL == "filesystem://":  # kombu warns on each connection without a host
+        CELERY_BROKER_URL = "filesystem://localhost/"
     BROKER_DIR = VAR_DIR / "broker"
     for folder in ("queue", "processed", "control"):
         (BROKER_DIR / folder).mkdir(parents=True, exist_ok=True)
@@ -224,12 +227,34 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     },
 }
 
+# One line per event, on one handler (the filters are in ad_budget_project/logs.py).
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {
+        "no_traceback_for_4xx": {"()": "ad_budget_project.logs.NoTracebackForClientErrors"},
+        "one_line_per_request": {"()": "ad_budget_project.logs.OneLinePerRequest"},
+        "routine_task_lines": {
+            "()": "ad_budget_project.logs.RoutineTaskLines",
+            "every_task": env.bool("LOG_EVERY_TASK", default=False),
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["no_traceback_for_4xx", "one_line_per_request", "routine_task_lines"],
+        },
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {
+        # Django's defaults give these loggers handlers of their own (a second copy of
+        # every django.request line with DEBUG on; runserver's own access-log format):
+        # everything goes through the root's one handler instead.
+        "django": {"handlers": [], "level": "INFO"},
+        "django.server": {"handlers": [], "level": "INFO", "propagate": True},
+    },
 }

@@ -265,7 +265,8 @@ def requeue_spends() -> None:
                 pending.idempotency_key, (at - pending.queued_at).total_seconds(),
             )  # fmt: skip
             sent += 1
-    logger.info("requeue_spends: %d sent again, %d already recorded and cleared", sent, cleared)
+    if sent or cleared:  # every minute: an idle run is not worth a line
+        logger.info("requeue_spends: %d sent again, %d already recorded and cleared", sent, cleared)
 
 
 @task("ads.record_spend_batch", max_retries=UNTIL_RECORDED)

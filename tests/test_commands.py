@@ -2,6 +2,7 @@
 
 import os
 import socket
+import stat
 import subprocess
 import sys
 from io import StringIO
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 from django.contrib.auth import authenticate
 from django.core.management import call_command
+from pytest_django import Settings
 
 from ads.management.commands import ensure_admin
 from ads.models import Brand, Campaign, SpendEvent
@@ -34,10 +36,15 @@ def test_seed_demo_loads_brands_near_and_over_budget_and_runs_twice_without_doub
     assert "Sakura Cosmetics     ####################  100%" in out.getvalue()
 
 
-def test_ensure_admin_creates_a_working_login_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(ensure_admin, "LOGIN_FILE", tmp_path / "admin-login.txt")
+@pytest.fixture
+def login_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "var" / "admin-login.txt"
+    monkeypatch.setattr(ensure_admin, "LOGIN_FILE", path)
+    return path
+
+
+def test_ensure_admin_creates_a_working_login_once(login_file: Path, settings: Settings) -> None:
+    settings.DEBUG = True
     first, second = StringIO(), StringIO()
 
     call_command("ensure_admin", stdout=first)
@@ -47,6 +54,37 @@ def test_ensure_admin_creates_a_working_login_once(
     assert first.getvalue() == second.getvalue()
     assert "http://127.0.0.1:8000/admin/  user: admin" in first.getvalue()
     assert authenticate(username="admin", password=password) is not None
+
+
+def test_ensure_admin_login_file_is_readable_by_its_owner_only(
+    login_file: Path, settings: Settings
+) -> None:
+    settings.DEBUG = True
+    login_file.parent.mkdir()
+    login_file.write_text("admin:an-old-password\n")
+    login_file.chmod(0o644)
+    old_umask = os.umask(0)
+    try:
+        call_command("ensure_admin", "--reset", stdout=StringIO())
+    finally:
+        os.umask(old_umask)
+
+    assert stat.S_IMODE(login_file.stat().st_mode) == 0o600
+    assert login_file.read_text() != "admin:an-old-password\n"
+
+
+def test_ensure_admin_writes_no_password_to_disk_when_debug_is_off(
+    login_file: Path, settings: Settings
+) -> None:
+    settings.DEBUG = False
+    out = StringIO()
+
+    call_command("ensure_admin", stdout=out)
+
+    password = out.getvalue().split("password: ")[1].split()[0]
+    assert authenticate(username="admin", password=password) is not None
+    assert not login_file.exists()
+    assert ensure_admin.NOT_SAVED in out.getvalue()
 
 
 def test_seed_demo_runs_again_after_a_budget_was_changed() -> None:

@@ -6,17 +6,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+def run(command: list[str], **env: str) -> subprocess.CompletedProcess[str]:
     base = {
         k: v
         for k, v in os.environ.items()
         if k not in {"DEBUG", "SECRET_KEY", "SECURE_SSL_REDIRECT"}
     }
     return subprocess.run(
-        [sys.executable, "manage.py", *args],
+        command,
         cwd=ROOT,
         env=base | env,
         capture_output=True,
@@ -24,6 +26,37 @@ def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         timeout=120,
         check=False,
     )
+
+
+def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return run([sys.executable, "manage.py", *args], **env)
+
+
+# Every way the project is started: each loads the settings first.
+ENTRY_POINTS = {
+    "manage.py": [sys.executable, "manage.py", "simulate_spend", "3", "12.50"],
+    "celery worker": [sys.executable, "-m", "celery", "--app", "ad_budget_project", "worker"],
+    "celery beat": [sys.executable, "-m", "celery", "--app", "ad_budget_project", "beat"],
+    "wsgi": [sys.executable, "-c", "import ad_budget_project.wsgi"],
+    "asgi": [sys.executable, "-c", "import ad_budget_project.asgi"],
+}
+
+
+@pytest.mark.parametrize("command", ENTRY_POINTS.values(), ids=ENTRY_POINTS.keys())
+def test_a_missing_secret_key_is_one_line_on_stderr_not_a_traceback(command: list[str]) -> None:
+    result = run(command, DEBUG="0", SECRET_KEY="")
+
+    assert result.returncode == 1
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("error: SECRET_KEY is not set. With DEBUG off")
+
+
+def test_a_malformed_setting_is_one_line_on_stderr_not_a_traceback() -> None:
+    result = manage("check", DEBUG="1", CELERY_VISIBILITY_TIMEOUT="five minutes")
+
+    assert result.returncode == 1
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("error: a setting in the environment or .env has an invalid")
 
 
 def test_refuses_to_start_without_a_secret_key_when_debug_is_off() -> None:

@@ -382,3 +382,20 @@ def test_requeue_only_clears_a_spend_recorded_by_a_worker_that_died_before_clear
     assert not PendingSpend.objects.exists()
     assert "0 sent again, 1 already recorded and cleared" in caplog.text
     assert SpendEvent.objects.count() == 1
+
+
+def test_requeue_writes_no_line_when_it_has_nothing_to_do(
+    django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
+    time_machine: time_machine.TimeMachineFixture,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    campaign = CampaignFactory.create()
+    time_machine.move_to(local("UTC", "2026-11-27T12:00"), tick=False)
+    with django_capture_on_commit_callbacks():
+        tasks.enqueue_spend(campaign.pk, "2.50", idempotency_key="outbox-4")
+
+    with caplog.at_level(logging.INFO, logger="ads.tasks"):
+        tasks.requeue_spends()  # runs every minute; this spend is not due yet
+
+    assert caplog.records == []
+    assert PendingSpend.objects.exists()

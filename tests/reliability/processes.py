@@ -195,6 +195,8 @@ def start_celery(
         "CELERY_BROKER_URL": broker,
         "RELIABILITY_CLOCK_OFFSET": str(offset),
         "PYTHONUNBUFFERED": "1",
+        # The scenarios count Celery's "received" and Beat's "Sending due task" lines.
+        "LOG_EVERY_TASK": "1",
     }
     with log.open("wb") as out:
         process = subprocess.Popen(

@@ -16,6 +16,8 @@ one machine only. For the real setup start Redis (for example `redis-server
 --daemonize yes`, or `apt-get install redis-server`, or `brew services start redis`)
 and run `make run` again, or point CELERY_BROKER_URL at your Redis, for example
 CELERY_BROKER_URL=redis://redis.internal:6379/0 make run
+Commands you run in another shell meanwhile (manage.py health, simulate_spend --queue)
+need CELERY_BROKER_URL=filesystem:// to reach the stand-in.
 """
 
 
