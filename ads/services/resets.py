@@ -13,29 +13,18 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.db.models import Q
 
-from ads.models import (
-    Brand,
-    Campaign,
-    SettingChange,
-    SpendEvent,
-)
-from ads.rules import (
-    day_bounds,
-    local_date,
-    month_bounds,
-    month_start,
-)
-from ads.services.edits import _audit_text
-from ads.services.enforcement import (
+from ads.models import Brand, Campaign, SettingChange, SpendEvent
+from ads.rules import day_bounds, local_date, month_bounds, month_start
+from ads.services.enforcement import RefreshResult, refresh_campaign_states
+from ads.services.kernel import (
     CampaignState,
-    RefreshResult,
-    _evaluate,
-    _lock_brands,
-    _roll_over,
+    audit_text,
     behind,
+    evaluate,
     exact_sums,
     in_brand_chunks,
-    refresh_campaign_states,
+    lock_brands,
+    roll_over,
     within_limit,
 )
 
@@ -106,7 +95,7 @@ def reconcile_counters(*, at: datetime, actor: str) -> ReconcileResult:
     fails the pass is logged and skipped, and the others are reconciled."""
 
     def reconcile(chunk: Sequence[int]) -> ReconcileResult:
-        _roll_over(_lock_brands(chunk), at=at)
+        roll_over(lock_brands(chunk), at=at)
         found = _reconcile_chunk(list(Brand.objects.filter(pk__in=chunk)), at=at)
         for drift in found:
             model = Brand if drift.campaign_id is None else Campaign
@@ -126,14 +115,14 @@ def reconcile_counters(*, at: datetime, actor: str) -> ReconcileResult:
                 object_id=d.brand_id if d.campaign_id is None else d.campaign_id,
                 object_repr=f"{d.name}: {d.counter} for {d.period}",
                 field=d.counter,
-                old_value=_audit_text(d.found),
-                new_value=_audit_text(d.expected),
+                old_value=audit_text(d.found),
+                new_value=audit_text(d.expected),
             )
             for d in found
         )
         changes: tuple[CampaignState, ...] = ()
         if found:
-            states, _ = _evaluate(sorted({d.brand_id for d in found}), at=at, actor=actor)
+            states, _ = evaluate(sorted({d.brand_id for d in found}), at=at, actor=actor)
             changes = tuple(s for s in states if s.changed)
         return ReconcileResult(drifts=tuple(found), changes=changes)
 

@@ -27,13 +27,13 @@ from ads.rules import (
     local_date,
     month_start,
 )
-from ads.services.enforcement import (
+from ads.services.kernel import (
     SPEND_ACTOR,
     BrandTotals,
     CampaignState,
-    _evaluate,
-    _lock_brands,
-    _roll_over,
+    evaluate,
+    lock_brands,
+    roll_over,
 )
 from ads.sql import in_ids, in_texts
 from ads.validation import (
@@ -133,7 +133,7 @@ def _record_spend_locked(
         _check_same_spend(existing, campaign_id=campaign_id, amount=amount)
     # Before any figure is read, also for a spend already recorded: after the brand's
     # local midnight its counters must not be shown as today's.
-    _roll_over([brand], at=at)
+    roll_over([brand], at=at)
     if existing is not None:
         return _already_recorded(existing, at=at)
 
@@ -161,7 +161,7 @@ def _record_spend_locked(
     if full:
         raise invalid("amount", full)
 
-    states, totals = _evaluate([brand_id], at=at, actor=SPEND_ACTOR)
+    states, totals = evaluate([brand_id], at=at, actor=SPEND_ACTOR)
     logger.info(
         "spend %s recorded: %s on campaign %s (key %s, source %s)",
         event.pk,
@@ -294,7 +294,7 @@ def _record_batch_locked(
     it recorded, and the states of the brands' campaigns."""
     errors: list[str] = []
     brand_ids = sorted(set(brand_of.values()))
-    brands = _lock_brands(brand_ids)
+    brands = lock_brands(brand_ids)
     existing = {
         key: (campaign_id, amount)
         for key, campaign_id, amount in SpendEvent.objects.filter(
@@ -309,10 +309,10 @@ def _record_batch_locked(
             )
             errors.append(_row_error(label, spend.number, reason))
     _raise_batch_errors(errors, conflicts=len(errors))
-    _roll_over(brands, at=at)
+    roll_over(brands, at=at)
     new = [spend for spend in unique if spend.key not in existing]
     _insert_and_count(new, brands=brands, brand_of=brand_of, source=source, at=at)
-    states, _ = _evaluate(brand_ids, at=at, actor=SPEND_ACTOR)
+    states, _ = evaluate(brand_ids, at=at, actor=SPEND_ACTOR)
     return new, states
 
 
@@ -453,7 +453,7 @@ def _already_recorded(existing: SpendEvent, *, at: datetime) -> SpendResult:
     """The answer for a key recorded before: nothing is counted again, and the figures
     are those of the brand's current period (its counters were just rolled over). The
     campaigns are evaluated as after any roll-over: a new day may resume them."""
-    states, totals = _evaluate([existing.brand_id], at=at, actor=SPEND_ACTOR)
+    states, totals = evaluate([existing.brand_id], at=at, actor=SPEND_ACTOR)
     return SpendResult(
         event=existing,
         created=False,
