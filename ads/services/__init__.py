@@ -7,7 +7,8 @@ never act on stale counters; different brands proceed in parallel. On SQLite, wh
 transactions are IMMEDIATE (see settings), the database lock does the same.
 
 Modules: `kernel` (the shared core: locks, roll-over, evaluation, audit rows, brand
-chunks), `spend`, `enforcement`, `resets`, `edits`, `alerts`. Each calls the others by
+chunks), `spend`, `enforcement`, `resets`, `edits`, `alerts`, `outbox` (queued
+spends). Each calls the others by
 their public names only (ruff's PLC2701 checks it).
 """
 
@@ -32,6 +33,7 @@ from ads.services.kernel import (
     CampaignState,
     load_windows,
 )
+from ads.services.outbox import SpendNotQueued, enqueue_spend
 from ads.services.resets import (
     Drift,
     ReconcileResult,
@@ -62,9 +64,11 @@ __all__ = [
     "ReconcileResult",
     "RefreshResult",
     "SpendInput",
+    "SpendNotQueued",
     "SpendResult",
     "SwitchResult",
     "delete_unspent",
+    "enqueue_spend",
     "load_windows",
     "reconcile_counters",
     "record_spend",
