@@ -8,6 +8,8 @@ the database is back); bad input is rejected and logged, never retried.
 
 import logging
 from collections.abc import Callable
+from datetime import date
+from decimal import Decimal
 from typing import ParamSpec, TypeVar
 
 from celery import Task, shared_task
@@ -17,7 +19,7 @@ from django.utils import timezone
 
 from ads import services
 from ads.models import SpendSource, WorkerPing
-from ads.services import outbox
+from ads.services import alerts, outbox
 from ads.services.outbox import SpendNotQueued, enqueue_spend
 from ads.validation import describe
 
@@ -34,6 +36,7 @@ __all__ = [
     "requeue_spends",
     "reset_daily_budgets",
     "reset_monthly_budgets",
+    "send_budget_alert_mail",
 ]
 
 logger = logging.getLogger(__name__)
@@ -163,3 +166,30 @@ def record_spend_batch(events: object) -> None:
         result.recorded,
         result.already_recorded,
     )
+
+
+@shared_task(
+    name=alerts.ALERT_MAIL_TASK,
+    ignore_result=True,
+    autoretry_for=(OperationalError, InterfaceError, *alerts.TRANSIENT_MAIL_ERRORS),
+    retry_backoff=30,
+    retry_backoff_max=600,
+    retry_jitter=True,
+    max_retries=5,
+)
+def send_budget_alert_mail(
+    brand_id: int, budget_kind: str, threshold: int, period: str, budget: str
+) -> None:
+    """E-mail one budget alert (named by its crossing) to its brand's contact. A mail
+    server that is unreachable, hangs up, times out or says "later" is tried again 5
+    times, 30 s to 10 min apart; other mail failures are logged, not retried."""
+    crossing = alerts.Crossing(
+        brand_id, budget_kind, threshold, date.fromisoformat(period), Decimal(budget)
+    )
+    if alerts.send_alert_mail(crossing=crossing):
+        logger.info(
+            "send_budget_alert_mail: %s %d%% alert of brand %s mailed",
+            budget_kind,
+            threshold,
+            brand_id,
+        )
