@@ -25,7 +25,6 @@ from ads.models import (
 from ads.money import format_money, money_value
 from ads.rules import (
     local_date,
-    month_start,
 )
 from ads.services.kernel import (
     SPEND_ACTOR,
@@ -137,10 +136,10 @@ def _record_spend_locked(
     if existing is not None:
         return _already_recorded(existing, at=at)
 
-    today = brand.counting_day(at)
+    period = brand.counting_period(at)
     day = local_date(occurred, brand.zone)
-    counted_today = day == today
-    counted_this_month = month_start(day) == month_start(today)
+    counted_today = period.counts_today(day)
+    counted_this_month = period.counts_this_month(day)
     event = SpendEvent.objects.create(
         campaign_id=campaign_id,
         brand_id=brand_id,
@@ -369,22 +368,22 @@ def _insert_and_count(
     )  # fmt: skip
     zones = {brand.pk: brand.zone for brand in brands}
     local_today = {pk: local_date(at, zone) for pk, zone in zones.items()}
-    today_of = {brand.pk: brand.counting_day(at) for brand in brands}
+    period_of = {brand.pk: brand.counting_period(at) for brand in brands}
     brand_day: dict[int, Decimal] = defaultdict(Decimal)
     brand_month: dict[int, Decimal] = defaultdict(Decimal)
     campaign_day: dict[int, Decimal] = defaultdict(Decimal)
     for s in spends:
         brand_id = brand_of[s.campaign_id]
-        today = today_of[brand_id]
+        period = period_of[brand_id]
         day = (
             local_today[brand_id]
             if s.occurred_at == at
             else local_date(s.occurred_at, zones[brand_id])
         )
-        if day == today:
+        if period.counts_today(day):
             brand_day[brand_id] += s.amount
             campaign_day[s.campaign_id] += s.amount
-        if month_start(day) == month_start(today):
+        if period.counts_this_month(day):
             brand_month[brand_id] += s.amount
     for brand_id in sorted(brand_day.keys() | brand_month.keys()):
         counters = {}
