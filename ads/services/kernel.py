@@ -276,8 +276,10 @@ def roll_over(brands: Iterable[Brand], *, at: datetime) -> list[int]:
     for (zone_name, first_day), ids in stale_months.items():
         logger.info(
             "monthly counters rolled into %s (%s) for brands %s",
-            first_day.strftime("%Y-%m"), zone_name, ids,
-        )  # fmt: skip
+            first_day.strftime("%Y-%m"),
+            zone_name,
+            ids,
+        )
     return sorted({pk for ids in [*stale_days.values(), *stale_months.values()] for pk in ids})
 
 
@@ -317,9 +319,15 @@ def within_limit(
     if total <= MAX_COUNTER:
         return total
     logger.error(
-        LEDGER_PAST_LIMIT, owner, pk, name, format_money(total), counter, period,
+        LEDGER_PAST_LIMIT,
+        owner,
+        pk,
+        name,
+        format_money(total),
+        counter,
+        period,
         format_money(MAX_COUNTER),
-    )  # fmt: skip
+    )
     return MAX_COUNTER
 
 
@@ -360,29 +368,41 @@ def _roll_over_to_the_limit(brand: Brand, day: date | None, month: date | None) 
             pk = campaign["pk"]
             Campaign.objects.filter(pk=pk).update(
                 daily_spend=within_limit(
-                    campaigns.get(pk, Decimal(0)), owner="campaign", pk=pk,
-                    name=campaign["name"], counter="daily_spend", period=day,
+                    campaigns.get(pk, Decimal(0)),
+                    owner="campaign",
+                    pk=pk,
+                    name=campaign["name"],
+                    counter="daily_spend",
+                    period=day,
                 )
-            )  # fmt: skip
+            )
         total = exact_sums(today, "brand_id").get(brand.pk, Decimal(0))
         Brand.objects.filter(pk=brand.pk).update(
             current_daily_spend=within_limit(
-                total, owner="brand", pk=brand.pk, name=brand.name,
-                counter="current_daily_spend", period=day,
+                total,
+                owner="brand",
+                pk=brand.pk,
+                name=brand.name,
+                counter="current_daily_spend",
+                period=day,
             ),
             counters_day=day,
-        )  # fmt: skip
+        )
     if month is not None:
         start, end = month_bounds(month, brand.zone)
         this_month = spend.filter(occurred_at__gte=start, occurred_at__lt=end)
         total = exact_sums(this_month, "brand_id").get(brand.pk, Decimal(0))
         Brand.objects.filter(pk=brand.pk).update(
             current_monthly_spend=within_limit(
-                total, owner="brand", pk=brand.pk, name=brand.name,
-                counter="current_monthly_spend", period=month,
+                total,
+                owner="brand",
+                pk=brand.pk,
+                name=brand.name,
+                counter="current_monthly_spend",
+                period=month,
             ),
             counters_month=month,
-        )  # fmt: skip
+        )
 
 
 class _BrandRow(NamedTuple):

@@ -102,11 +102,16 @@ def reconcile_counters(*, at: datetime, actor: str) -> ReconcileResult:
             pk = drift.brand_id if drift.campaign_id is None else drift.campaign_id
             model.objects.filter(pk=pk).update(**{drift.counter: drift.expected})
             logger.warning(
-                "counter %s of %s %s (%s) for %s was %s, ledger says %s (delta %s): "
-                "repaired",
-                drift.counter, model._meta.model_name, pk, drift.name, drift.period,
-                drift.found, drift.expected, drift.delta,
-            )  # fmt: skip
+                "counter %s of %s %s (%s) for %s was %s, ledger says %s (delta %s): repaired",
+                drift.counter,
+                model._meta.model_name,
+                pk,
+                drift.name,
+                drift.period,
+                drift.found,
+                drift.expected,
+                drift.delta,
+            )
         SettingChange.objects.bulk_create(
             SettingChange(
                 changed_at=at,

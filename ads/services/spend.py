@@ -294,17 +294,19 @@ def _record_batch_locked(
     errors: list[str] = []
     brand_ids = sorted(set(brand_of.values()))
     brands = lock_brands(brand_ids)
+    recorded = SpendEvent.objects.filter(idempotency_key__in=in_texts([s.key for s in unique]))
     existing = {
-        key: (campaign_id, amount)
-        for key, campaign_id, amount in SpendEvent.objects.filter(
-            idempotency_key__in=in_texts([s.key for s in unique])
-        ).values_list("idempotency_key", "campaign_id", "amount")
+        row["idempotency_key"]: row
+        for row in recorded.values("idempotency_key", "campaign_id", "amount")
     }
     for spend in unique:
-        if spend.key in existing and existing[spend.key] != (spend.campaign_id, spend.amount):
-            campaign_id, amount = existing[spend.key]
+        if (row := existing.get(spend.key)) is None:
+            continue
+        if (row["campaign_id"], row["amount"]) != (spend.campaign_id, spend.amount):
             reason = "idempotency_key: " + KEY_CONFLICT.format(
-                key=shown(spend.key), campaign_id=campaign_id, amount=format_money(amount)
+                key=shown(spend.key),
+                campaign_id=row["campaign_id"],
+                amount=format_money(row["amount"]),
             )
             errors.append(_row_error(label, spend.number, reason))
     _raise_batch_errors(errors, conflicts=len(errors))
@@ -361,11 +363,16 @@ def _insert_and_count(
     """Insert the ledger rows, then move each brand's and campaign's counters once."""
     SpendEvent.objects.bulk_create(
         SpendEvent(
-            campaign_id=s.campaign_id, brand_id=brand_of[s.campaign_id], amount=s.amount,
-            occurred_at=s.occurred_at, recorded_at=at, source=source, idempotency_key=s.key,
+            campaign_id=s.campaign_id,
+            brand_id=brand_of[s.campaign_id],
+            amount=s.amount,
+            occurred_at=s.occurred_at,
+            recorded_at=at,
+            source=source,
+            idempotency_key=s.key,
         )
         for s in spends
-    )  # fmt: skip
+    )
     zones = {brand.pk: brand.zone for brand in brands}
     local_today = {pk: local_date(at, zone) for pk, zone in zones.items()}
     period_of = {brand.pk: brand.counting_period(at) for brand in brands}
