@@ -11,7 +11,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.expressions import Combinable, Expression
 
 from ads.money import BUDGET_DECIMAL_PLACES, MAX_BUDGET, MICRO, MoneyField, from_micros
-from ads.rules import EVERY_DAY, PauseReason, Window, left, local_date, month_start
+from ads.rules import EVERY_DAY, CountingPeriod, PauseReason, Window, counting_period, left
 
 # The largest value a micros counter can hold: counters sum many spends.
 MAX_COUNTER = from_micros(2**63 - 1).quantize(MICRO)
@@ -183,12 +183,14 @@ class Brand(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def counting_period(self, at: datetime) -> CountingPeriod:
+        """The local day and month a spend recorded at `at` counts in (see
+        rules.counting_period)."""
+        return counting_period(at, self.zone, self.counters_day)
+
     def counting_day(self, at: datetime) -> date:
-        """The local day a spend recorded at `at` counts in: `at`'s day, or the counters'
-        day when that is later (a worker whose clock is behind, or one that read the
-        time before waiting for the brand's lock, must not count in yesterday)."""
-        today = local_date(at, self.zone)
-        return max(today, self.counters_day) if self.counters_day else today
+        """The local day a spend recorded at `at` counts in."""
+        return self.counting_period(at).day
 
     def spend_today(self, at: datetime) -> Decimal:
         """The daily counter, for display at `at`: 0 once the brand's local day has
@@ -198,7 +200,7 @@ class Brand(models.Model):
 
     def spend_this_month(self, at: datetime) -> Decimal:
         """The monthly counter, for display at `at`; 0 when it belongs to an earlier month."""
-        current = self.counters_month == month_start(self.counting_day(at))
+        current = self.counters_month == self.counting_period(at).month
         return self.current_monthly_spend if current else Decimal(0)
 
     @property

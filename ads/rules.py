@@ -95,6 +95,32 @@ def month_start(day: date) -> date:
     return day.replace(day=1)
 
 
+@dataclass(frozen=True, slots=True)
+class CountingPeriod:
+    """The brand's local day, and the first day of its local month, that spend counts in."""
+
+    day: date
+    month: date
+
+    def counts_today(self, spent_on: date) -> bool:
+        """Does spend dated on local day `spent_on` count in this day's counters?"""
+        return spent_on == self.day
+
+    def counts_this_month(self, spent_on: date) -> bool:
+        """Does spend dated on local day `spent_on` count in this month's counter?"""
+        return month_start(spent_on) == self.month
+
+
+def counting_period(at: datetime, zone: ZoneInfo, counters_day: date | None) -> CountingPeriod:
+    """The local day and month spend recorded at `at` counts in: `at`'s local day, or the
+    day the brand's counters already belong to when that is later (a worker whose clock
+    is behind, or one that read the time before waiting for the brand's lock, must not
+    count in yesterday)."""
+    today = local_date(at, zone)
+    day = max(today, counters_day) if counters_day else today
+    return CountingPeriod(day=day, month=month_start(day))
+
+
 def day_start(day: date, zone: ZoneInfo) -> datetime:
     """The first instant (in UTC) of a local calendar day.
 

@@ -9,7 +9,9 @@ from hypothesis import strategies as st
 
 from ads.rules import (
     EVERY_DAY,
+    CountingPeriod,
     Window,
+    counting_period,
     next_schedule_change,
     schedule_allows,
     schedule_summary,
@@ -222,3 +224,19 @@ def test_next_change_is_the_first_minute_where_allows_flips(
             break
 
     assert next_schedule_change(windows, instant, zone) == expected
+
+
+def test_spend_counts_in_the_later_of_its_local_day_and_the_counters_day() -> None:
+    zone = ZoneInfo("America/New_York")
+    moment = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)  # Mon 30 Nov 22:00 in New York
+
+    assert counting_period(moment, zone, None) == CountingPeriod(
+        date(2026, 11, 30), date(2026, 11, 1)
+    )
+    # Another writer, whose clock is ahead, already rolled the counters into 1 December.
+    period = counting_period(moment, zone, date(2026, 12, 1))
+    assert period == CountingPeriod(date(2026, 12, 1), date(2026, 12, 1))
+    assert period.counts_today(date(2026, 12, 1))
+    assert not period.counts_today(date(2026, 11, 30))
+    assert period.counts_this_month(date(2026, 12, 31))
+    assert not period.counts_this_month(date(2026, 11, 30))

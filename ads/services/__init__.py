@@ -5,8 +5,14 @@ Concurrency rule: every writer locks the rows of the brands it touches first
 enforcement passes and admin saves of one brand therefore run one after the other and
 never act on stale counters; different brands proceed in parallel. On SQLite, whose
 transactions are IMMEDIATE (see settings), the database lock does the same.
+
+Modules: `kernel` (the shared core: locks, roll-over, evaluation, audit rows, brand
+chunks), `spend`, `enforcement`, `resets`, `edits`, `alerts`, `outbox` (queued
+spends). Each calls the others by
+their public names only (ruff's PLC2701 checks it).
 """
 
+from ads.services.alerts import ALERT_THRESHOLDS
 from ads.services.edits import (
     BRAND_AUDITED_FIELDS,
     CAMPAIGN_AUDITED_FIELDS,
@@ -19,16 +25,15 @@ from ads.services.edits import (
     set_campaigns_enabled,
     spend_blocking_delete,
 )
-from ads.services.enforcement import (
-    ALERT_THRESHOLDS,
+from ads.services.enforcement import RefreshResult, refresh_campaign_states
+from ads.services.kernel import (
     BRANDS_PER_TRANSACTION,
     SPEND_ACTOR,
     BrandTotals,
     CampaignState,
-    RefreshResult,
     load_windows,
-    refresh_campaign_states,
 )
+from ads.services.outbox import SpendNotQueued, enqueue_spend
 from ads.services.resets import (
     Drift,
     ReconcileResult,
@@ -59,9 +64,11 @@ __all__ = [
     "ReconcileResult",
     "RefreshResult",
     "SpendInput",
+    "SpendNotQueued",
     "SpendResult",
     "SwitchResult",
     "delete_unspent",
+    "enqueue_spend",
     "load_windows",
     "reconcile_counters",
     "record_spend",

@@ -6,29 +6,16 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Count, Sum
 
-from ads.models import (
-    Brand,
-    Campaign,
-    Schedule,
-    SettingChange,
-    SpendEvent,
-)
-from ads.money import canonical, format_money
-from ads.rules import (
-    schedule_summary,
-)
-from ads.services.enforcement import (
-    RefreshResult,
-    _lock_brands,
-    load_windows,
-    refresh_campaign_states,
-)
+from ads.models import Brand, Campaign, Schedule, SettingChange, SpendEvent
+from ads.money import format_money
+from ads.rules import schedule_summary
+from ads.services.enforcement import RefreshResult, refresh_campaign_states
+from ads.services.kernel import audit_row, audit_text, load_windows, lock_brands
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +47,7 @@ def save_brand(
     (counters, period markers) or shown to a person before a colleague's change.
     """
     with transaction.atomic():
-        old = _lock_brands([brand.pk])[0] if brand.pk else None
+        old = lock_brands([brand.pk])[0] if brand.pk else None
         if old is None:
             brand.save()
         else:
@@ -81,7 +68,7 @@ def save_campaign(
     """Save a campaign edited by a person: audit what changed, re-evaluate its state.
     Only `changed_fields` are written, as for a brand."""
     with transaction.atomic():
-        _lock_brands([campaign.brand_id])
+        lock_brands([campaign.brand_id])
         old = Campaign.objects.filter(pk=campaign.pk).first() if campaign.pk else None
         if old is None:
             campaign.save()
@@ -128,7 +115,7 @@ def set_campaigns_enabled(
         brand_ids = list(
             Campaign.objects.filter(pk__in=campaign_ids).values_list("brand_id", flat=True)
         )
-        _lock_brands(sorted(set(brand_ids)))
+        lock_brands(sorted(set(brand_ids)))
         to_change = list(Campaign.objects.filter(pk__in=campaign_ids).exclude(is_enabled=enabled))
         conflicts: list[str] = []
         if page_opened_at is not None and to_change:
@@ -202,22 +189,12 @@ def delete_unspent(objects: Sequence[Brand | Campaign], *, actor: str, at: datet
     deletion itself is audited."""
     with transaction.atomic():
         brand_ids = sorted({o.pk if isinstance(o, Brand) else o.brand_id for o in objects})
-        _lock_brands(brand_ids)
+        lock_brands(brand_ids)
         reasons = spend_blocking_delete(objects)
         if reasons:
             raise ValidationError(reasons)
         SettingChange.objects.bulk_create(
-            SettingChange(
-                changed_at=at,
-                actor=actor,
-                object_type=obj._meta.model_name or "",
-                object_id=obj.pk,
-                object_repr=str(obj)[:300],
-                field="deleted",
-                old_value="",
-                new_value="deleted",
-            )
-            for obj in objects
+            audit_row(obj, "deleted", "", "deleted", actor=actor, at=at) for obj in objects
         )
         for obj in objects:
             obj.delete()
@@ -234,7 +211,7 @@ def set_archived(
     spend; restoring brings them back switched off, for a person to turn on."""
     with transaction.atomic():
         brand_ids = sorted({o.pk if isinstance(o, Brand) else o.brand_id for o in objects})
-        _lock_brands(brand_ids)
+        lock_brands(brand_ids)
         rows = []
         for obj in objects:
             current: Brand | Campaign = (
@@ -248,35 +225,13 @@ def set_archived(
             updates: dict[str, object] = {"archived_at": at if archived else None}
             if archived and getattr(current, switch):
                 updates[switch] = False
-                rows.append(_audit_row(current, switch, "True", "False", actor=actor, at=at))
+                rows.append(audit_row(current, switch, "True", "False", actor=actor, at=at))
             type(current)._default_manager.filter(pk=obj.pk).update(**updates)
             rows.append(
-                _audit_row(
-                    current,
-                    "archived",
-                    str(not archived),
-                    str(archived),
-                    actor=actor,
-                    at=at,
-                )
+                audit_row(current, "archived", str(not archived), str(archived), actor=actor, at=at)
             )
         SettingChange.objects.bulk_create(rows)
         return refresh_campaign_states(at=at, actor=actor, brand_ids=brand_ids)
-
-
-def _audit_row(
-    obj: Brand | Campaign, field: str, old: str, new: str, *, actor: str, at: datetime
-) -> SettingChange:
-    return SettingChange(
-        changed_at=at,
-        actor=actor,
-        object_type=obj._meta.model_name or "",
-        object_id=obj.pk,
-        object_repr=str(obj)[:300],
-        field=field,
-        old_value=old,
-        new_value=new,
-    )
 
 
 def schedule_saved(
@@ -290,16 +245,7 @@ def schedule_saved(
         if old is not None:
             _audit_settings(old, schedule, ["name"], ("name",), actor=actor, at=at)
             if windows != old_windows:
-                SettingChange.objects.create(
-                    changed_at=at,
-                    actor=actor,
-                    object_type="schedule",
-                    object_id=schedule.pk,
-                    object_repr=str(schedule)[:300],
-                    field="windows",
-                    old_value=old_windows,
-                    new_value=windows,
-                )
+                audit_row(schedule, "windows", old_windows, windows, actor=actor, at=at).save()
         brand_ids = Campaign.objects.filter(schedule=schedule).values_list("brand_id", flat=True)
         return refresh_campaign_states(at=at, actor=actor, brand_ids=list(set(brand_ids)))
 
@@ -318,21 +264,6 @@ def _audit_settings(
         before, after = getattr(old, field), getattr(new, field)
         if field in changed_fields and before != after:
             rows.append(
-                SettingChange(
-                    changed_at=at,
-                    actor=actor,
-                    object_type=new._meta.model_name or "",
-                    object_id=new.pk,
-                    object_repr=str(new)[:300],
-                    field=field,
-                    old_value=_audit_text(before),
-                    new_value=_audit_text(after),
-                )
+                audit_row(new, field, audit_text(before), audit_text(after), actor=actor, at=at)
             )
     SettingChange.objects.bulk_create(rows)
-
-
-def _audit_text(value: object) -> str:
-    if value is None:
-        return ""
-    return str(canonical(value)) if isinstance(value, Decimal) else str(value)

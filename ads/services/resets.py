@@ -13,29 +13,18 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.db.models import Q
 
-from ads.models import (
-    Brand,
-    Campaign,
-    SettingChange,
-    SpendEvent,
-)
-from ads.rules import (
-    day_bounds,
-    local_date,
-    month_bounds,
-    month_start,
-)
-from ads.services.edits import _audit_text
-from ads.services.enforcement import (
+from ads.models import Brand, Campaign, SettingChange, SpendEvent
+from ads.rules import CountingPeriod, day_bounds, local_date, month_bounds, month_start
+from ads.services.enforcement import RefreshResult, refresh_campaign_states
+from ads.services.kernel import (
     CampaignState,
-    RefreshResult,
-    _evaluate,
-    _lock_brands,
-    _roll_over,
+    audit_text,
     behind,
+    evaluate,
     exact_sums,
     in_brand_chunks,
-    refresh_campaign_states,
+    lock_brands,
+    roll_over,
     within_limit,
 )
 
@@ -106,18 +95,23 @@ def reconcile_counters(*, at: datetime, actor: str) -> ReconcileResult:
     fails the pass is logged and skipped, and the others are reconciled."""
 
     def reconcile(chunk: Sequence[int]) -> ReconcileResult:
-        _roll_over(_lock_brands(chunk), at=at)
+        roll_over(lock_brands(chunk), at=at)
         found = _reconcile_chunk(list(Brand.objects.filter(pk__in=chunk)), at=at)
         for drift in found:
             model = Brand if drift.campaign_id is None else Campaign
             pk = drift.brand_id if drift.campaign_id is None else drift.campaign_id
             model.objects.filter(pk=pk).update(**{drift.counter: drift.expected})
             logger.warning(
-                "counter %s of %s %s (%s) for %s was %s, ledger says %s (delta %s): "
-                "repaired",
-                drift.counter, model._meta.model_name, pk, drift.name, drift.period,
-                drift.found, drift.expected, drift.delta,
-            )  # fmt: skip
+                "counter %s of %s %s (%s) for %s was %s, ledger says %s (delta %s): repaired",
+                drift.counter,
+                model._meta.model_name,
+                pk,
+                drift.name,
+                drift.period,
+                drift.found,
+                drift.expected,
+                drift.delta,
+            )
         SettingChange.objects.bulk_create(
             SettingChange(
                 changed_at=at,
@@ -126,14 +120,14 @@ def reconcile_counters(*, at: datetime, actor: str) -> ReconcileResult:
                 object_id=d.brand_id if d.campaign_id is None else d.campaign_id,
                 object_repr=f"{d.name}: {d.counter} for {d.period}",
                 field=d.counter,
-                old_value=_audit_text(d.found),
-                new_value=_audit_text(d.expected),
+                old_value=audit_text(d.found),
+                new_value=audit_text(d.expected),
             )
             for d in found
         )
         changes: tuple[CampaignState, ...] = ()
         if found:
-            states, _ = _evaluate(sorted({d.brand_id for d in found}), at=at, actor=actor)
+            states, _ = evaluate(sorted({d.brand_id for d in found}), at=at, actor=actor)
             changes = tuple(s for s in states if s.changed)
         return ReconcileResult(drifts=tuple(found), changes=changes)
 
@@ -150,15 +144,15 @@ def _reconcile_chunk(brands: Sequence[Brand], *, at: datetime) -> list[Drift]:
     drifts: list[Drift] = []
     # Each brand against the period its counters belong to (after the roll-over, the
     # current one, or a later one when `at` is behind another writer's clock).
-    by_zone: dict[tuple[str, date], list[Brand]] = defaultdict(list)
+    by_zone: dict[tuple[str, CountingPeriod], list[Brand]] = defaultdict(list)
     for brand in brands:
-        by_zone[brand.timezone, brand.counting_day(at)].append(brand)
-    for (zone_name, day), zone_brands in by_zone.items():
-        zone = ZoneInfo(zone_name)
+        by_zone[brand.timezone, brand.counting_period(at)].append(brand)
+    for (zone_name, counting), zone_brands in by_zone.items():
+        zone, day = ZoneInfo(zone_name), counting.day
         ids = [b.pk for b in zone_brands]
         spend = SpendEvent.objects.filter(brand_id__in=ids)
         day_start_, day_end = day_bounds(day, zone)
-        month_start_, month_end = month_bounds(month_start(day), zone)
+        month_start_, month_end = month_bounds(counting.month, zone)
         today = spend.filter(occurred_at__gte=day_start_, occurred_at__lt=day_end)
         month = spend.filter(occurred_at__gte=month_start_, occurred_at__lt=month_end)
         brand_day = exact_sums(today, "brand_id")
@@ -167,25 +161,34 @@ def _reconcile_chunk(brands: Sequence[Brand], *, at: datetime) -> list[Drift]:
         for brand in zone_brands:
             for counter, period, ledger in (
                 ("current_daily_spend", day, brand_day),
-                ("current_monthly_spend", month_start(day), brand_month),
+                ("current_monthly_spend", counting.month, brand_month),
             ):
                 found = getattr(brand, counter)
                 expected = within_limit(
-                    ledger.get(brand.pk, Decimal(0)), owner="brand", pk=brand.pk,
-                    name=brand.name, counter=counter, period=period,
-                )  # fmt: skip
+                    ledger.get(brand.pk, Decimal(0)),
+                    owner="brand",
+                    pk=brand.pk,
+                    name=brand.name,
+                    counter=counter,
+                    period=period,
+                )
                 if found != expected:
                     drifts.append(
                         Drift(brand.pk, None, brand.name, counter, period, found, expected)
                     )
         campaigns = Campaign.objects.filter(brand_id__in=ids).order_by("pk")
-        for pk, brand_id, name, found in campaigns.values_list(
-            "pk", "brand_id", "name", "daily_spend"
-        ):
+        for campaign in campaigns.values("pk", "brand_id", "name", "daily_spend"):
+            pk, name, found = campaign["pk"], campaign["name"], campaign["daily_spend"]
             expected = within_limit(
-                campaign_day.get(pk, Decimal(0)), owner="campaign", pk=pk, name=name,
-                counter="daily_spend", period=day,
-            )  # fmt: skip
+                campaign_day.get(pk, Decimal(0)),
+                owner="campaign",
+                pk=pk,
+                name=name,
+                counter="daily_spend",
+                period=day,
+            )
             if found != expected:
-                drifts.append(Drift(brand_id, pk, name, "daily_spend", day, found, expected))
+                drifts.append(
+                    Drift(campaign["brand_id"], pk, name, "daily_spend", day, found, expected)
+                )
     return drifts

@@ -25,15 +25,14 @@ from ads.models import (
 from ads.money import format_money, money_value
 from ads.rules import (
     local_date,
-    month_start,
 )
-from ads.services.enforcement import (
+from ads.services.kernel import (
     SPEND_ACTOR,
     BrandTotals,
     CampaignState,
-    _evaluate,
-    _lock_brands,
-    _roll_over,
+    evaluate,
+    lock_brands,
+    roll_over,
 )
 from ads.sql import in_ids, in_texts
 from ads.validation import (
@@ -133,14 +132,14 @@ def _record_spend_locked(
         _check_same_spend(existing, campaign_id=campaign_id, amount=amount)
     # Before any figure is read, also for a spend already recorded: after the brand's
     # local midnight its counters must not be shown as today's.
-    _roll_over([brand], at=at)
+    roll_over([brand], at=at)
     if existing is not None:
         return _already_recorded(existing, at=at)
 
-    today = brand.counting_day(at)
+    period = brand.counting_period(at)
     day = local_date(occurred, brand.zone)
-    counted_today = day == today
-    counted_this_month = month_start(day) == month_start(today)
+    counted_today = period.counts_today(day)
+    counted_this_month = period.counts_this_month(day)
     event = SpendEvent.objects.create(
         campaign_id=campaign_id,
         brand_id=brand_id,
@@ -161,7 +160,7 @@ def _record_spend_locked(
     if full:
         raise invalid("amount", full)
 
-    states, totals = _evaluate([brand_id], at=at, actor=SPEND_ACTOR)
+    states, totals = evaluate([brand_id], at=at, actor=SPEND_ACTOR)
     logger.info(
         "spend %s recorded: %s on campaign %s (key %s, source %s)",
         event.pk,
@@ -294,25 +293,27 @@ def _record_batch_locked(
     it recorded, and the states of the brands' campaigns."""
     errors: list[str] = []
     brand_ids = sorted(set(brand_of.values()))
-    brands = _lock_brands(brand_ids)
+    brands = lock_brands(brand_ids)
+    recorded = SpendEvent.objects.filter(idempotency_key__in=in_texts([s.key for s in unique]))
     existing = {
-        key: (campaign_id, amount)
-        for key, campaign_id, amount in SpendEvent.objects.filter(
-            idempotency_key__in=in_texts([s.key for s in unique])
-        ).values_list("idempotency_key", "campaign_id", "amount")
+        row["idempotency_key"]: row
+        for row in recorded.values("idempotency_key", "campaign_id", "amount")
     }
     for spend in unique:
-        if spend.key in existing and existing[spend.key] != (spend.campaign_id, spend.amount):
-            campaign_id, amount = existing[spend.key]
+        if (row := existing.get(spend.key)) is None:
+            continue
+        if (row["campaign_id"], row["amount"]) != (spend.campaign_id, spend.amount):
             reason = "idempotency_key: " + KEY_CONFLICT.format(
-                key=shown(spend.key), campaign_id=campaign_id, amount=format_money(amount)
+                key=shown(spend.key),
+                campaign_id=row["campaign_id"],
+                amount=format_money(row["amount"]),
             )
             errors.append(_row_error(label, spend.number, reason))
     _raise_batch_errors(errors, conflicts=len(errors))
-    _roll_over(brands, at=at)
+    roll_over(brands, at=at)
     new = [spend for spend in unique if spend.key not in existing]
     _insert_and_count(new, brands=brands, brand_of=brand_of, source=source, at=at)
-    states, _ = _evaluate(brand_ids, at=at, actor=SPEND_ACTOR)
+    states, _ = evaluate(brand_ids, at=at, actor=SPEND_ACTOR)
     return new, states
 
 
@@ -362,29 +363,34 @@ def _insert_and_count(
     """Insert the ledger rows, then move each brand's and campaign's counters once."""
     SpendEvent.objects.bulk_create(
         SpendEvent(
-            campaign_id=s.campaign_id, brand_id=brand_of[s.campaign_id], amount=s.amount,
-            occurred_at=s.occurred_at, recorded_at=at, source=source, idempotency_key=s.key,
+            campaign_id=s.campaign_id,
+            brand_id=brand_of[s.campaign_id],
+            amount=s.amount,
+            occurred_at=s.occurred_at,
+            recorded_at=at,
+            source=source,
+            idempotency_key=s.key,
         )
         for s in spends
-    )  # fmt: skip
+    )
     zones = {brand.pk: brand.zone for brand in brands}
     local_today = {pk: local_date(at, zone) for pk, zone in zones.items()}
-    today_of = {brand.pk: brand.counting_day(at) for brand in brands}
+    period_of = {brand.pk: brand.counting_period(at) for brand in brands}
     brand_day: dict[int, Decimal] = defaultdict(Decimal)
     brand_month: dict[int, Decimal] = defaultdict(Decimal)
     campaign_day: dict[int, Decimal] = defaultdict(Decimal)
     for s in spends:
         brand_id = brand_of[s.campaign_id]
-        today = today_of[brand_id]
+        period = period_of[brand_id]
         day = (
             local_today[brand_id]
             if s.occurred_at == at
             else local_date(s.occurred_at, zones[brand_id])
         )
-        if day == today:
+        if period.counts_today(day):
             brand_day[brand_id] += s.amount
             campaign_day[s.campaign_id] += s.amount
-        if month_start(day) == month_start(today):
+        if period.counts_this_month(day):
             brand_month[brand_id] += s.amount
     for brand_id in sorted(brand_day.keys() | brand_month.keys()):
         counters = {}
@@ -453,7 +459,7 @@ def _already_recorded(existing: SpendEvent, *, at: datetime) -> SpendResult:
     """The answer for a key recorded before: nothing is counted again, and the figures
     are those of the brand's current period (its counters were just rolled over). The
     campaigns are evaluated as after any roll-over: a new day may resume them."""
-    states, totals = _evaluate([existing.brand_id], at=at, actor=SPEND_ACTOR)
+    states, totals = evaluate([existing.brand_id], at=at, actor=SPEND_ACTOR)
     return SpendResult(
         event=existing,
         created=False,

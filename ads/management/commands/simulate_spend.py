@@ -16,10 +16,10 @@ from ads.services import (
     CampaignState,
     SpendInput,
     SpendResult,
+    enqueue_spend,
     record_spend,
     record_spend_batch,
 )
-from ads.tasks import enqueue_spend
 from ads.validation import describe, parse_idempotency_key
 
 
