@@ -26,7 +26,7 @@ from django.utils.html import format_html, format_html_join
 from ads import services
 from ads.api_keys import issue_key
 from ads.dashboard import Standing, pause_details, standing, when, with_campaign_counts
-from ads.forms import StaleSafeFormMixin
+from ads.admin.forms import StaleSafeFormMixin
 from ads.models import (
     WEEKDAYS_EMPTY,
     ApiKey,
