@@ -25,11 +25,11 @@ from pydantic import ConfigDict
 from pydantic import ValidationError as PydanticValidationError
 
 from ads.api_keys import check_key
-from ads.dashboard import standing
 from ads.health import broker, database
 from ads.models import ApiKey, Brand, Campaign, SpendEvent, SpendSource
 from ads.money import canonical
 from ads.rules import next_schedule_change, over, schedule_summary
+from ads.selectors import standing
 from ads.services import MAX_BATCH, CampaignState, SpendInput, record_spend_batch
 from ads.validation import MAX_ID, MAX_KEY_LENGTH, SpendConflict, describe
 
