@@ -108,11 +108,13 @@ class ArchivableAdmin(admin.ModelAdmin[Any]):
 def warn_about_budgets(admin_: admin.ModelAdmin[Any], request: HttpRequest, brand: Brand) -> None:
     """After a save: budgets that are allowed but probably a mistake, and what binds."""
     brand = Brand.objects.get(pk=brand.pk)
-    campaigns = brand.campaigns.filter(archived_at__isnull=True).values_list("name", "daily_budget")
+    campaigns = brand.campaigns.filter(archived_at__isnull=True).values_list(
+        "name", "daily_budget", named=True
+    )
     for warning in budget_warnings(
         daily=brand.daily_budget,
         monthly=brand.monthly_budget,
-        campaigns=[(name, budget) for name, budget in campaigns],
+        campaigns=[(c.name, c.daily_budget) for c in campaigns],
         format_amount=format_money,
     ):
         admin_.message_user(request, warning, messages.WARNING)

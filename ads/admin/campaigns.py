@@ -124,24 +124,22 @@ class CampaignAdmin(ArchivableAdmin):
                 own = left_or_over(obj.spend_today(timezone.now()), obj.daily_budget)
                 left += f", own budget {own}"
             return f"It is running ({left})."
+        items = (
+            (label, f": {detail}" if detail else "")
+            for label, detail in pause_details(obj, timezone.now())
+        )
         return format_html(
             '<ul class="why-not-running">{}</ul>',
-            format_html_join(
-                "", "<li><strong>{}</strong>{}</li>",
-                ((label, f": {detail}" if detail else "")
-                 for label, detail in pause_details(obj, timezone.now())),
-            ),
-        )  # fmt: skip
+            format_html_join("", "<li><strong>{}</strong>{}</li>", items),
+        )
 
     @admin.display(description="recent status changes")
     def recent_changes(self, obj: Campaign) -> str:
         changes = obj.status_changes.all()[:10] if obj.pk else []
         if not changes:
             return "None yet."
-        rows = format_html_join(
-            "", "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-            ((f"{c.changed_at:%Y-%m-%d %H:%M} UTC", change_label(c), c.actor) for c in changes),
-        )  # fmt: skip
+        cells = ((f"{c.changed_at:%Y-%m-%d %H:%M} UTC", change_label(c), c.actor) for c in changes)
+        rows = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", cells)
         return format_html(
             '<table class="status-changes"><thead><tr><th>When</th><th>Change</th>'
             "<th>By</th></tr></thead><tbody>{}</tbody></table>",
