@@ -54,12 +54,12 @@ pytest: $(VENV)/.dev
 # Any database of the server: the benchmark creates and drops its own, ad_budget_bench.
 BENCH_PG_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 bench: $(VENV)/.dev .env
-	$(BIN)/python manage.py bench $(BENCH_ARGS) --json var/bench-sqlite.json
+	$(BIN)/python -m benchmarks $(BENCH_ARGS) --json var/bench-sqlite.json
 	@if pg_isready -q -d "$(BENCH_PG_URL)" 2>/dev/null; then \
-		DATABASE_URL=$(BENCH_PG_URL) $(BIN)/python manage.py bench $(BENCH_ARGS) --json var/bench-postgresql.json; \
+		DATABASE_URL=$(BENCH_PG_URL) $(BIN)/python -m benchmarks $(BENCH_ARGS) --json var/bench-postgresql.json; \
 	else echo "No PostgreSQL answers at $(BENCH_PG_URL): start it, or set BENCH_PG_URL; SQLite only."; \
 		rm -f var/bench-postgresql.json; fi
-	@echo; $(BIN)/python manage.py bench --report var/bench-sqlite.json var/bench-postgresql.json
+	@echo; $(BIN)/python -m benchmarks --report var/bench-sqlite.json var/bench-postgresql.json
 
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is needed. Install it (for example" \

@@ -23,4 +23,4 @@ urlpatterns = [
     path("api/v1/", api.urls),
 ]
 
-handler400 = "ads.api.bad_request"
+handler400 = "ads.api.errors.bad_request"

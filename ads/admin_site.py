@@ -1,3 +1,5 @@
+"""The admin site: the dashboard as its front page, and who may log in."""
+
 from typing import Any
 
 from django.contrib import admin

@@ -12,6 +12,7 @@ from django.db.models.expressions import Combinable, Expression
 
 from ads.money import BUDGET_DECIMAL_PLACES, MAX_BUDGET, MICRO, MoneyField, from_micros
 from ads.rules import EVERY_DAY, CountingPeriod, PauseReason, Window, counting_period, left
+from ads.validation import MAX_KEY_LENGTH
 
 # The largest value a micros counter can hold: counters sum many spends.
 MAX_COUNTER = from_micros(2**63 - 1).quantize(MICRO)
@@ -285,7 +286,7 @@ class SpendEvent(models.Model):
     occurred_at = models.DateTimeField()
     recorded_at = models.DateTimeField()
     source = models.CharField(max_length=10, choices=SpendSource.choices)
-    idempotency_key = models.CharField(max_length=255, unique=True)
+    idempotency_key = models.CharField(max_length=MAX_KEY_LENGTH, unique=True)
 
     class Meta:
         ordering = ["-recorded_at", "-pk"]
@@ -429,7 +430,7 @@ class PendingSpend(models.Model):
     whatever is still here when it should long have been recorded; the idempotency key
     makes a second delivery harmless."""
 
-    idempotency_key = models.CharField(max_length=255, unique=True)
+    idempotency_key = models.CharField(max_length=MAX_KEY_LENGTH, unique=True)
     arguments = models.JSONField()  # the `record_spend` task's keyword arguments
     queued_at = models.DateTimeField()
     sends = models.PositiveIntegerField(default=1)

@@ -15,11 +15,11 @@ from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.expressions import Combinable, Expression
 
-MICROS_PER_UNIT = 1_000_000
-MICRO = Decimal("0.000001")
-CENT = Decimal("0.01")
 SPEND_DECIMAL_PLACES = 6
 BUDGET_DECIMAL_PLACES = 2
+MICROS_PER_UNIT = 10**SPEND_DECIMAL_PLACES
+MICRO = Decimal(1).scaleb(-SPEND_DECIMAL_PLACES)  # 0.000001
+CENT = Decimal(1).scaleb(-BUDGET_DECIMAL_PLACES)  # 0.01
 # The largest single spend and the largest budget. Both leave room in a signed 64-bit
 # micros column for counters that sum thousands of maximal spends.
 MAX_SPEND = Decimal("999999999.999999")
@@ -27,10 +27,10 @@ MAX_BUDGET = Decimal("9999999999.99")
 
 
 def to_micros(amount: Decimal) -> int:
-    """Exact micros of `amount`; it must have at most 6 decimal places."""
+    """Exact micros of `amount`; it must have at most SPEND_DECIMAL_PLACES places."""
     micros = amount * MICROS_PER_UNIT
     if micros != micros.to_integral_value():
-        raise ValueError(f"{amount} has more than 6 decimal places")
+        raise ValueError(f"{amount} has more than {SPEND_DECIMAL_PLACES} decimal places")
     return int(micros)
 
 

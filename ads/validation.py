@@ -11,8 +11,10 @@ from decimal import Decimal, InvalidOperation
 
 from django.core.exceptions import ValidationError
 
-from ads.money import MAX_SPEND, MICRO, format_money
+from ads.money import MAX_SPEND, MICRO, SPEND_DECIMAL_PLACES, format_money
 
+# The limits every interface applies; the messages below and the API's schema are
+# written from these, so a limit changes in one place.
 FUTURE_TOLERANCE = timedelta(minutes=5)
 # Late reports are normal; a spend over a year old is a typo, and no budget period
 # it could count in is still open.
@@ -20,12 +22,15 @@ PAST_LIMIT = timedelta(days=400)
 MAX_ID = 2**63 - 1
 MAX_KEY_LENGTH = 255
 
+FUTURE_TOLERANCE_TEXT = f"{FUTURE_TOLERANCE // timedelta(minutes=1)} minutes"
+PAST_LIMIT_TEXT = f"{PAST_LIMIT.days} days"
+
 AMOUNT_WRONG_TYPE = "must be a decimal number written as text (such as '12.50'), not {kind}"
 AMOUNT_NOT_A_NUMBER = "{value} is not a number; write it like 12.50"
 AMOUNT_NOT_FINITE = "{value} is not a finite amount"
 AMOUNT_NOT_POSITIVE = "must be greater than zero (got {value})"
 AMOUNT_TOO_LARGE = "must be at most {limit} (got {value})"
-AMOUNT_TOO_PRECISE = "may have at most 6 decimal places (got {value})"
+AMOUNT_TOO_PRECISE = f"may have at most {SPEND_DECIMAL_PLACES} decimal places " + "(got {value})"
 CAMPAIGN_ID_INVALID = "{value} is not a campaign id; give a positive whole number"
 CAMPAIGN_UNKNOWN = "no campaign with id {value}"
 OCCURRED_AT_DATE_ONLY = (
@@ -36,9 +41,9 @@ OCCURRED_AT_DATE_ONLY = (
 OCCURRED_AT_INVALID = (
     "{value} is not an ISO-8601 date and time; write it like 2026-11-27T14:30:00+00:00"
 )
-OCCURRED_AT_FUTURE = "{value} is more than 5 minutes in the future"
-OCCURRED_AT_PAST = "{value} is more than 400 days in the past"
-KEY_INVALID = "must be 1 to 255 printable characters without spaces at either end"
+OCCURRED_AT_FUTURE = "{value} is more than " + f"{FUTURE_TOLERANCE_TEXT} in the future"
+OCCURRED_AT_PAST = "{value} is more than " + f"{PAST_LIMIT_TEXT} in the past"
+KEY_INVALID = f"must be 1 to {MAX_KEY_LENGTH} printable characters without spaces at either end"
 KEY_CONFLICT = (
     "{key} was already used for a different spend (campaign {campaign_id}, amount {amount}); "
     "use a new key for a new spend"
@@ -61,7 +66,7 @@ def invalid(field: str, message: str) -> ValidationError:
 
 
 def parse_amount(value: object, *, field: str = "amount") -> Decimal:
-    """A spend amount: finite, > 0, at most 6 decimal places, at most MAX_SPEND."""
+    """A spend amount: finite, > 0, at most SPEND_DECIMAL_PLACES places, at most MAX_SPEND."""
     if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
         raise invalid(field, AMOUNT_WRONG_TYPE.format(kind=type(value).__name__))
     if isinstance(value, str) and (not value.isascii() or "_" in value):

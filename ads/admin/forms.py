@@ -7,8 +7,8 @@ saved with only a budget change no longer writes back an old switch. A field thi
 changed that someone else also changed since the page was opened is a conflict: the
 form is refused with both values, and nothing is written.
 
-The admin locks the brand row while it validates and saves (see `ads.admin`), so no
-other writer can slip in between this check and the save.
+The admin locks the brand row while it validates and saves (`lock_brand_for_post` in
+`ads.admin.base`), so no other writer can slip in between this check and the save.
 """
 
 from collections.abc import Iterable, Mapping
@@ -19,7 +19,7 @@ from django import forms
 from django.db.models import Model
 from django.http import QueryDict
 
-from ads.models import SettingChange
+from ads.selectors import last_setting_change
 
 EDIT_CONFLICT = (
     "{who} changed this to {current} since you opened this page (the page showed {seen}); "
@@ -135,9 +135,7 @@ class StaleSafeFormMixin(forms.BaseForm):
 
 def last_changed_by(instance: Model, field: str) -> str:
     """'bob (Tue 01 Dec 14:02 UTC)' from the audit, or 'Someone' if it has no row."""
-    row = SettingChange.objects.filter(
-        object_type=instance._meta.model_name or "", object_id=instance.pk, field=field
-    ).first()
+    row = last_setting_change(instance, field)
     if row is None:
         return "Someone"
     return f"{row.actor} ({row.changed_at.astimezone(UTC):%a %d %b %H:%M} UTC)"

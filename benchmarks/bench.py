@@ -1,16 +1,20 @@
 """Benchmarks: the system against the raw database, measured in the same run.
 
-`python manage.py bench` measures the database DATABASE_URL points at (SQLite by
+`python -m benchmarks` measures the database DATABASE_URL points at (SQLite by
 default), in a throwaway database it creates and drops. `make bench` runs it on SQLite
 and on PostgreSQL and prints one table. Figures, not verdicts: targets are in
-docs/PERFORMANCE.md.
+docs/PERFORMANCE.md. Outside the product: nothing in ads/ imports it.
+
+Django must be set up before this module is imported (`benchmarks/__main__.py` does).
 """
 
+import argparse
 import json
 import logging
 import multiprocessing
 import platform
 import sqlite3
+import sys
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator, Sequence
@@ -23,7 +27,6 @@ from typing import Any
 
 import psycopg
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandParser
 from django.db import connection, connections
 from django.db.models import Sum
 from django.test.utils import CaptureQueriesContext
@@ -51,29 +54,38 @@ ZONES = [
 fork = multiprocessing.get_context("fork")
 
 
-class Command(BaseCommand):
-    help = "Benchmark spend recording and enforcement against raw-SQL and per-row baselines."
+def arguments() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Benchmark spend recording and enforcement against raw-SQL and per-row "
+        "baselines.",
+    )
+    parser.add_argument("--json", type=Path, help="write the figures to this JSON file")
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller sizes (no 100,000-campaign pass)"
+    )
+    parser.add_argument(
+        "--report",
+        nargs="+",
+        type=Path,
+        metavar="JSON",
+        help="only print the table of earlier runs' JSON files",
+    )
+    return parser
 
-    def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--json", type=Path, help="write the figures to this JSON file")
-        parser.add_argument(
-            "--quick", action="store_true", help="smaller sizes (no 100,000-campaign pass)"
-        )
-        parser.add_argument(
-            "--report",
-            nargs="+",
-            type=Path,
-            metavar="JSON",
-            help="only print the table of earlier runs' JSON files",
-        )
 
-    def handle(self, *args: Any, **options: Any) -> None:
-        if options["report"]:
-            runs = [json.loads(path.read_text()) for path in options["report"] if path.exists()]
-            self.stdout.write(render_table(runs))
-            return
-        logging.getLogger("ads").setLevel(logging.WARNING)  # one line per change is noise here
-        quick: bool = options["quick"]
+def main(argv: Sequence[str] | None = None) -> None:
+    options = arguments().parse_args(argv)
+    if options.report:
+        runs = [json.loads(path.read_text()) for path in options.report if path.exists()]
+        print(render_table(runs))
+        return
+    logging.getLogger("ads").setLevel(logging.WARNING)  # one line per change is noise here
+    Bench().run(quick=options.quick, json_path=options.json)
+
+
+class Bench:
+    def run(self, *, quick: bool, json_path: Path | None) -> None:
         vendor = connection.vendor
         figures: dict[str, Any] = {"backend": vendor, "machine": machine(), "results": []}
         with throwaway_database():
@@ -84,14 +96,14 @@ class Command(BaseCommand):
                 figures["results"] += self.concurrent_spend(8, 100 if quick else 250)
             sizes = [1_000, 10_000] if quick else [1_000, 10_000, 100_000]
             figures["results"] += self.enforcement(sizes)
-        self.stdout.write(render_table([figures]))
-        if options["json"]:
-            options["json"].parent.mkdir(parents=True, exist_ok=True)
-            options["json"].write_text(json.dumps(figures, indent=2, default=str))
-            self.say(f"figures written to {options['json']}")
+        print(render_table([figures]))
+        if json_path:
+            json_path.parent.mkdir(parents=True, exist_ok=True)
+            json_path.write_text(json.dumps(figures, indent=2, default=str))
+            self.say(f"figures written to {json_path}")
 
     def say(self, text: str) -> None:
-        self.stderr.write(f"[bench] {text}")
+        print(f"[bench] {text}", file=sys.stderr, flush=True)
 
     # --- single spend ---------------------------------------------------------------
 
@@ -270,12 +282,17 @@ def render_table(runs: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def cpu_name() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
 def machine() -> dict[str, str]:
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-         if line.startswith("model name")),
-        platform.processor(),
-    ) if Path("/proc/cpuinfo").exists() else platform.processor()  # fmt: skip
+    cpu = cpu_name()
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT sqlite_version()" if connection.vendor == "sqlite" else "SHOW server_version"
@@ -348,15 +365,21 @@ def build_campaigns(size: int) -> None:
         schedule=schedule, weekdays=weekday_mask(range(5)), start=clock(6), end=clock(22)
     )
     brands = Brand.objects.bulk_create(
-        Brand(name=f"enf{size}-{n}", timezone=ZONES[n % 20], daily_budget=Decimal(100),
-              monthly_budget=Decimal(3000))
+        Brand(
+            name=f"enf{size}-{n}",
+            timezone=ZONES[n % 20],
+            daily_budget=Decimal(100),
+            monthly_budget=Decimal(3000),
+        )
         for n in range(size // 10)
-    )  # fmt: skip
+    )
     Campaign.objects.bulk_create(
-        (Campaign(brand=brands[n // 10], name=f"c{n}", schedule=schedule if n % 2 else None)
-         for n in range(size)),
+        (
+            Campaign(brand=brands[n // 10], name=f"c{n}", schedule=schedule if n % 2 else None)
+            for n in range(size)
+        ),
         batch_size=5000,
-    )  # fmt: skip
+    )
 
 
 def clear_campaigns() -> None:
@@ -377,14 +400,17 @@ def per_row_pass(at: datetime) -> None:
         windows = campaign.schedule.rule_windows() if campaign.schedule else None
         reasons = pause_reasons(
             CampaignFacts(
-                is_enabled=campaign.is_enabled, brand_is_active=brand.is_active,
-                brand_daily_budget=brand.daily_budget, brand_daily_spend=brand.current_daily_spend,
+                is_enabled=campaign.is_enabled,
+                brand_is_active=brand.is_active,
+                brand_daily_budget=brand.daily_budget,
+                brand_daily_spend=brand.current_daily_spend,
                 brand_monthly_budget=brand.monthly_budget,
                 brand_monthly_spend=brand.current_monthly_spend,
-                daily_budget=campaign.daily_budget, daily_spend=campaign.daily_spend,
+                daily_budget=campaign.daily_budget,
+                daily_spend=campaign.daily_spend,
                 in_schedule=schedule_allows(windows, at, brand.zone),
             )
-        )  # fmt: skip
+        )
         campaign.is_active = not reasons
         campaign.pause_reasons = reasons
         campaign.save()
@@ -455,10 +481,12 @@ def raw_connection() -> Iterator[tuple[Any, str, str, str]]:
             lite.close()
     else:
         conninfo = psycopg.conninfo.make_conninfo(
-            dbname=settings_dict["NAME"], user=settings_dict["USER"] or None,
-            password=settings_dict["PASSWORD"] or None, host=settings_dict["HOST"] or None,
+            dbname=settings_dict["NAME"],
+            user=settings_dict["USER"] or None,
+            password=settings_dict["PASSWORD"] or None,
+            host=settings_dict["HOST"] or None,
             port=settings_dict["PORT"] or None,
-        )  # fmt: skip
+        )
         with psycopg.connect(conninfo, autocommit=True) as raw:
             yield raw, "%s", " FOR UPDATE", "BEGIN"
 
@@ -467,9 +495,11 @@ def ours_worker(campaign_ids: Sequence[int], worker: int, count: int) -> None:
     try:
         for n in range(count):
             record_spend(
-                campaign_ids[(worker + n) % len(campaign_ids)], "0.01",
-                idempotency_key=f"ours-{len(campaign_ids)}-{worker}-{n}", at=NOW,
-            )  # fmt: skip
+                campaign_ids[(worker + n) % len(campaign_ids)],
+                "0.01",
+                idempotency_key=f"ours-{len(campaign_ids)}-{worker}-{n}",
+                at=NOW,
+            )
     finally:
         connections.close_all()
 
@@ -482,8 +512,14 @@ def raw_worker(campaign_ids: Sequence[int], worker: int, count: int) -> None:
         for n in range(count):
             campaign_id = campaign_ids[(worker + n) % len(campaign_ids)]
             cursor.execute(begin)
-            raw_event(cursor, p, lock, campaign_id, brand_of[campaign_id],
-                      f"raw-{len(campaign_ids)}-{worker}-{n}")  # fmt: skip
+            raw_event(
+                cursor,
+                p,
+                lock,
+                campaign_id,
+                brand_of[campaign_id],
+                f"raw-{len(campaign_ids)}-{worker}-{n}",
+            )
             cursor.execute("COMMIT")
 
 

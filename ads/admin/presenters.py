@@ -1,0 +1,106 @@
+"""What the admin pages say about a campaign: its schedule now, why it is not running
+and what would change that, its status changes, spend against a budget."""
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from ads.models import Campaign, CampaignStatusChange
+from ads.money import format_money
+from ads.rules import (
+    Band,
+    Pacing,
+    PauseReason,
+    day_bounds,
+    left_or_over,
+    month_bounds,
+    month_start,
+    next_schedule_change,
+    schedule_allows,
+    schedule_summary,
+    transition_label,
+)
+from ads.selectors import Standing, last_setting_change, standing
+
+
+def schedule_status(campaign: Campaign, at: datetime) -> str:
+    """'Yes (Mon–Fri 09:00–17:00); closes Fri 27 Nov 17:00 America/New_York (22:00 UTC)'."""
+    if campaign.schedule is None:
+        return "Yes (no schedule: any time)"
+    windows = campaign.schedule.rule_windows()
+    zone = campaign.brand.zone
+    allowed = schedule_allows(windows, at, zone)
+    text = f"{'Yes' if allowed else 'No'} ({schedule_summary(windows)})"
+    change = next_schedule_change(windows, at, zone)
+    if change is not None:
+        text += f"; {'closes' if allowed else 'opens'} {when(change, zone)}"
+    return text
+
+
+def spend_of_budget(spend: Decimal, budget: Decimal) -> str:
+    if spend > budget:
+        share = left_or_over(spend, budget)
+    else:
+        share = "exhausted" if spend >= budget else f"{spend / budget:.0%}"
+    return f"{format_money(spend)} / {format_money(budget)} ({share})"
+
+
+def change_label(change: CampaignStatusChange) -> str:
+    return transition_label(
+        change.old_is_active,
+        change.old_pause_reasons,
+        change.new_is_active,
+        change.new_pause_reasons,
+    )
+
+
+def when(instant: datetime, zone: ZoneInfo) -> str:
+    """'Wed 02 Dec 00:00 Europe/Berlin (Tue 01 Dec 23:00 UTC)': the UTC part names its
+    day whenever that is not the local one."""
+    local, utc = instant.astimezone(zone), instant.astimezone(UTC)
+    utc_text = f"{utc:%H:%M}" if utc.date() == local.date() else f"{utc:%a %d %b %H:%M}"
+    return f"{local:%a %d %b %H:%M} {zone.key} ({utc_text} UTC)"
+
+
+def pause_details(campaign: Campaign, at: datetime) -> list[tuple[str, str]]:
+    """Each reason a campaign is paused, with the money or time left where it applies:
+    [("Brand daily budget exhausted", "spent 100.00 of 100.00 today; resets Sat ...")]."""
+    brand = campaign.brand
+    zone = brand.zone
+    today = brand.counting_day(at)
+    next_day = day_bounds(today, zone)[1]
+    next_month = month_bounds(month_start(today), zone)[1]
+    day, month = standing(brand, at)
+    own = Standing(
+        campaign.spend_today(at),
+        campaign.daily_budget or Decimal(0),
+        Band.OK,
+        Pacing.ON_PACE,
+    )
+
+    def spent(s: Standing, of: str) -> str:
+        over = f" ({s.left_text})" if s.over else ""
+        return f"spent {format_money(s.spend)} of {of}{format_money(s.budget)}{over}"
+
+    details: dict[str, str] = {
+        PauseReason.BRAND_INACTIVE: "the brand's master switch is off",
+        PauseReason.BRAND_DAILY_BUDGET: (f"{spent(day, '')} today; resets {when(next_day, zone)}"),
+        PauseReason.BRAND_MONTHLY_BUDGET: (
+            f"{spent(month, '')} this month; resets {when(next_month, zone)}"
+        ),
+        PauseReason.CAMPAIGN_DAILY_BUDGET: (
+            f"{spent(own, 'its own ')} today; resets {when(next_day, zone)}"
+        ),
+    }
+    reasons = campaign.pause_reasons
+    if PauseReason.DISABLED in reasons:
+        switch = last_setting_change(campaign, "is_enabled")
+        details[PauseReason.DISABLED] = (
+            f"by {switch.actor} on {when(switch.changed_at, zone)}" if switch else "by a person"
+        )
+    if PauseReason.OUTSIDE_SCHEDULE in reasons and campaign.schedule is not None:
+        opens = next_schedule_change(campaign.schedule.rule_windows(), at, zone)
+        details[PauseReason.OUTSIDE_SCHEDULE] = (
+            f"opens {when(opens, zone)}" if opens else "its schedule never opens"
+        )
+    return [(PauseReason(code).label, details.get(code, "")) for code in reasons]

@@ -1,0 +1,43 @@
+"""Form widgets of the admin pages: time zones and quarter-hour times."""
+
+from typing import Any
+
+from django import forms
+
+from ads.models import brand_zones
+
+
+class TimeZoneInput(forms.TextInput):
+    """A text box with the IANA zones as a searchable list: the browser suggests the
+    zones containing what has been typed ("Berlin" finds Europe/Berlin)."""
+
+    template_name = "ads/admin/timezone_input.html"
+
+    def __init__(self, attrs: dict[str, Any] | None = None) -> None:
+        super().__init__({"list": "iana-zones", "autocomplete": "off", **(attrs or {})})
+
+    def get_context(self, name: str, value: Any, attrs: dict[str, Any] | None) -> dict[str, Any]:
+        context = super().get_context(name, value, attrs)
+        context["zones"] = sorted(brand_zones())
+        return context
+
+
+QUARTER_HOURS = [f"{minutes // 60:02d}:{minutes % 60:02d}" for minutes in range(0, 24 * 60, 15)]
+
+
+class QuarterHourSelect(forms.Select):
+    """24-hour times on the 15-minute grid, whatever the browser's locale (a time input
+    shows AM/PM in an English browser)."""
+
+    def __init__(self, attrs: dict[str, Any] | None = None) -> None:
+        super().__init__(attrs, choices=[(t, t) for t in QUARTER_HOURS])
+
+    def format_value(self, value: Any) -> list[str]:
+        if hasattr(value, "strftime"):
+            value = value.strftime("%H:%M") if not value.second else value.isoformat()
+        shown = super().format_value(value)
+        # An off-grid time already stored stays visible (and is refused on save).
+        for extra in shown:
+            if extra and extra not in QUARTER_HOURS:
+                self.choices = [*self.choices, (extra, extra)]
+        return shown

@@ -1,0 +1,208 @@
+"""Reads shared by the admin, the dashboard and the API: budget standing, campaign
+counts, recent pauses and alerts, spend per hour, what an API key may see. Nothing here
+writes; presenting the rows is the interfaces' business."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.db.models import Count, Model, Q, QuerySet, Sum
+from django.db.models.functions import TruncHour
+from django_celery_beat.models import PeriodicTask
+
+from ads.models import (
+    ApiKey,
+    Brand,
+    BudgetAlert,
+    Campaign,
+    CampaignStatusChange,
+    SettingChange,
+    SpendEvent,
+)
+from ads.money import format_money
+from ads.rules import (
+    Band,
+    Pacing,
+    band,
+    day_bounds,
+    elapsed_share,
+    left,
+    left_or_over,
+    month_bounds,
+    month_start,
+    over,
+    pacing,
+    reasons_label,
+    spent_share,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """How one budget of a brand stands now."""
+
+    spend: Decimal
+    budget: Decimal
+    band: Band
+    pacing: Pacing
+
+    @property
+    def percent(self) -> int:
+        return min(int(spent_share(self.spend, self.budget) * 100), 100)
+
+    @property
+    def left(self) -> Decimal:
+        return left(self.spend, self.budget)
+
+    @property
+    def over(self) -> Decimal:
+        return over(self.spend, self.budget)
+
+    @property
+    def left_text(self) -> str:
+        return left_or_over(self.spend, self.budget)
+
+    @property
+    def text(self) -> str:
+        if self.over:
+            share = f"{format_money(self.over)} over"
+        else:
+            share = "exhausted" if self.band == Band.EXHAUSTED else f"{self.percent} %"
+        return f"{format_money(self.spend)} / {format_money(self.budget)} ({share})"
+
+
+def standing(brand: Brand, at: datetime) -> tuple[Standing, Standing]:
+    """Today's and this month's standing of a brand, paced on its own clock.
+
+    Counters that still belong to an earlier period (no roll-over yet) read as zero.
+    """
+    zone = brand.zone
+    today = brand.counting_day(at)
+    day_spend, month_spend = brand.spend_today(at), brand.spend_this_month(at)
+    day_elapsed = elapsed_share(*day_bounds(today, zone), at)
+    month_elapsed = elapsed_share(*month_bounds(month_start(today), zone), at)
+    return (
+        Standing(
+            day_spend,
+            brand.daily_budget,
+            band(day_spend, brand.daily_budget),
+            pacing(day_spend, brand.daily_budget, day_elapsed),
+        ),
+        Standing(
+            month_spend,
+            brand.monthly_budget,
+            band(month_spend, brand.monthly_budget),
+            pacing(month_spend, brand.monthly_budget, month_elapsed),
+        ),
+    )
+
+
+def with_campaign_counts(brands: QuerySet[Brand]) -> QuerySet[Brand]:
+    return brands.annotate(
+        running=Count("campaigns", filter=Q(campaigns__is_active=True)),
+        paused=Count("campaigns", filter=Q(campaigns__is_active=False)),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class BrandLine:
+    brand: Brand
+    today: Standing
+    month: Standing
+    local_time: datetime
+
+    @property
+    def local_time_text(self) -> str:
+        """The brand's wall clock, formatted here: a template's date filter would turn
+        it back into the server's zone."""
+        return f"{self.local_time:%a %H:%M}"
+
+
+def brands_near_budget(at: datetime) -> list[BrandLine]:
+    """Active brands at 75 % or more of a budget, the most spent first."""
+    lines = []
+    brands = Brand.objects.filter(is_active=True, archived_at__isnull=True)
+    for brand in with_campaign_counts(brands):
+        today, month = standing(brand, at)
+        if today.band != Band.OK or month.band != Band.OK:
+            lines.append(BrandLine(brand, today, month, at.astimezone(brand.zone)))
+    return sorted(lines, key=lambda line: -max(line.today.percent, line.month.percent))
+
+
+@dataclass(frozen=True, slots=True)
+class PauseLine:
+    """A campaign that stopped running lately: why it stopped, and how it stands now
+    (it may have resumed since)."""
+
+    change: CampaignStatusChange
+
+    @property
+    def why(self) -> str:
+        return reasons_label(
+            r for r in self.change.new_pause_reasons if r not in self.change.old_pause_reasons
+        )
+
+    @property
+    def now(self) -> str:
+        campaign = self.change.campaign
+        if campaign.is_active:
+            return "Running again"
+        return f"Paused: {reasons_label(campaign.pause_reasons)}"
+
+
+def recent_pauses(at: datetime, hours: int = 24) -> list[PauseLine]:
+    """Campaigns that stopped running in the last `hours`, newest first."""
+    changes = CampaignStatusChange.objects.filter(
+        changed_at__gte=at - timedelta(hours=hours),
+        old_is_active=True,
+        new_is_active=False,
+        campaign__archived_at__isnull=True,
+        campaign__brand__archived_at__isnull=True,
+    ).select_related("campaign", "campaign__brand")[:50]
+    return [PauseLine(change) for change in changes]
+
+
+def recent_alerts(at: datetime, hours: int = 24) -> QuerySet[BudgetAlert]:
+    return BudgetAlert.objects.filter(
+        created_at__gte=at - timedelta(hours=hours), brand__archived_at__isnull=True
+    ).select_related("brand")[:50]
+
+
+def hourly_spend(at: datetime) -> dict[int, Decimal]:
+    """Spend of every brand in each hour (0-23) of at's UTC day that has any."""
+    start = at.replace(hour=0, minute=0, second=0, microsecond=0)
+    return {
+        row["hour"].hour: row["total"]
+        for row in SpendEvent.objects.filter(
+            occurred_at__gte=start, occurred_at__lt=start + timedelta(days=1)
+        )
+        .order_by()
+        .annotate(hour=TruncHour("occurred_at"))
+        .values("hour")
+        .annotate(total=Sum("amount"))
+    }
+
+
+def periodic_task_runs() -> Sequence[PeriodicTask]:
+    return list(PeriodicTask.objects.select_related("crontab", "interval").order_by("name"))
+
+
+def last_setting_change(obj: Model, field: str) -> SettingChange | None:
+    """The newest audit row of one field of a brand, campaign, schedule or key."""
+    return SettingChange.objects.filter(
+        object_type=obj._meta.model_name or "", object_id=obj.pk, field=field
+    ).first()
+
+
+def visible_brands(api_key: ApiKey) -> QuerySet[Brand]:
+    """The brands an API key may see; any other answers as if it did not exist."""
+    return Brand.objects.all() if api_key.all_brands else api_key.brands.all()
+
+
+def visible_campaigns(api_key: ApiKey) -> QuerySet[Campaign]:
+    return (
+        Campaign.objects.filter(brand__in=visible_brands(api_key))
+        .select_related("brand", "schedule")
+        .prefetch_related("schedule__windows")
+    )

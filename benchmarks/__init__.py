@@ -1,0 +1,1 @@
+"""The benchmark harness (`make bench`), outside the product: see benchmarks/bench.py."""
