@@ -1,5 +1,5 @@
 from collections.abc import Iterable
-from datetime import date, datetime, time
+from datetime import datetime, time
 from decimal import Decimal
 from functools import cache
 from typing import Any
@@ -189,14 +189,10 @@ class Brand(models.Model):
         rules.counting_period)."""
         return counting_period(at, self.zone, self.counters_day)
 
-    def counting_day(self, at: datetime) -> date:
-        """The local day a spend recorded at `at` counts in."""
-        return self.counting_period(at).day
-
     def spend_today(self, at: datetime) -> Decimal:
         """The daily counter, for display at `at`: 0 once the brand's local day has
         changed and no roll-over has happened yet (it still holds the previous day's)."""
-        current = self.counters_day == self.counting_day(at)
+        current = self.counters_day == self.counting_period(at).day
         return self.current_daily_spend if current else Decimal(0)
 
     def spend_this_month(self, at: datetime) -> Decimal:
@@ -259,7 +255,7 @@ class Campaign(models.Model):
     def spend_today(self, at: datetime) -> Decimal:
         """The daily counter, for display at `at`: it belongs to the brand's counters'
         day, so it reads 0 once the brand's local day has changed before a roll-over."""
-        current = self.brand.counters_day == self.brand.counting_day(at)
+        current = self.brand.counters_day == self.brand.counting_period(at).day
         return self.daily_spend if current else Decimal(0)
 
     @property

@@ -30,7 +30,6 @@ from ads.rules import (
     left,
     left_or_over,
     month_bounds,
-    month_start,
     over,
     pacing,
     reasons_label,
@@ -78,10 +77,10 @@ def standing(brand: Brand, at: datetime) -> tuple[Standing, Standing]:
     Counters that still belong to an earlier period (no roll-over yet) read as zero.
     """
     zone = brand.zone
-    today = brand.counting_day(at)
+    period = brand.counting_period(at)
     day_spend, month_spend = brand.spend_today(at), brand.spend_this_month(at)
-    day_elapsed = elapsed_share(*day_bounds(today, zone), at)
-    month_elapsed = elapsed_share(*month_bounds(month_start(today), zone), at)
+    day_elapsed = elapsed_share(*day_bounds(period.day, zone), at)
+    month_elapsed = elapsed_share(*month_bounds(period.month, zone), at)
     return (
         Standing(
             day_spend,

@@ -14,7 +14,6 @@ from ads.rules import (
     day_bounds,
     left_or_over,
     month_bounds,
-    month_start,
     next_schedule_change,
     schedule_allows,
     schedule_summary,
@@ -67,9 +66,9 @@ def pause_details(campaign: Campaign, at: datetime) -> list[tuple[str, str]]:
     [("Brand daily budget exhausted", "spent 100.00 of 100.00 today; resets Sat ...")]."""
     brand = campaign.brand
     zone = brand.zone
-    today = brand.counting_day(at)
-    next_day = day_bounds(today, zone)[1]
-    next_month = month_bounds(month_start(today), zone)[1]
+    period = brand.counting_period(at)
+    next_day = day_bounds(period.day, zone)[1]
+    next_month = month_bounds(period.month, zone)[1]
     day, month = standing(brand, at)
     own = Standing(
         campaign.spend_today(at),
