@@ -184,47 +184,41 @@ CELERY_RESULT_EXPIRES = None  # nothing to expire; also keeps Beat from adding a
 CELERY_TIMEZONE = "UTC"  # Beat runs in UTC; brands' local days are our own code's business
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULER = "ads.beat:DefaultsOnceScheduler"
+
+
+def _beat_entry(task: str, schedule: crontab, *, expires: int) -> dict[str, object]:
+    """A periodic task's default: `task` on `schedule`, expiring `expires` seconds after
+    it is due."""
+    return {"task": task, "schedule": schedule, "options": {"expire_seconds": expires}}
+
+
 # The periodic tasks' defaults. Beat stores them in django-celery-beat's tables the
 # first time it starts; from then on they are changed in the admin (Periodic tasks).
 # Each expires before its next run is due, so a backlog never runs twice in a row
 # (`expire_seconds` is how django-celery-beat spells Celery's `expires`).
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     # Catches anything a spend or an admin save did not (e.g. a budget lowered in SQL).
-    "enforce-budget-limits": {
-        "task": "ads.enforce_budget_limits",
-        "schedule": crontab(minute="*/5"),
-        "options": {"expire_seconds": 4 * 60},
-    },
+    "enforce-budget-limits": _beat_entry(
+        "ads.enforce_budget_limits", crontab(minute="*/5"), expires=4 * 60
+    ),
     # Windows open and close on the quarter hour.
-    "enforce-dayparting": {
-        "task": "ads.enforce_dayparting",
-        "schedule": crontab(minute="0,15,30,45"),
-        "options": {"expire_seconds": 14 * 60},
-    },
+    "enforce-dayparting": _beat_entry(
+        "ads.enforce_dayparting", crontab(minute="0,15,30,45"), expires=14 * 60
+    ),
     # Every quarter hour, as local midnights fall on quarter hours in every zone; each
     # run acts only on brands whose local day (month) has changed.
-    "reset-daily-budgets": {
-        "task": "ads.reset_daily_budgets",
-        "schedule": crontab(minute="0,15,30,45"),
-        "options": {"expire_seconds": 14 * 60},
-    },
-    "reset-monthly-budgets": {
-        "task": "ads.reset_monthly_budgets",
-        "schedule": crontab(minute="0,15,30,45"),
-        "options": {"expire_seconds": 14 * 60},
-    },
+    "reset-daily-budgets": _beat_entry(
+        "ads.reset_daily_budgets", crontab(minute="0,15,30,45"), expires=14 * 60
+    ),
+    "reset-monthly-budgets": _beat_entry(
+        "ads.reset_monthly_budgets", crontab(minute="0,15,30,45"), expires=14 * 60
+    ),
     # Queued spends lost on the way to a worker are sent again (the outbox, PendingSpend).
-    "requeue-spends": {
-        "task": "ads.requeue_spends",
-        "schedule": crontab(),
-        "options": {"expire_seconds": 50},
-    },
+    "requeue-spends": _beat_entry("ads.requeue_spends", crontab(), expires=50),
     # Daily safety net: recompute every counter from the ledger, repair and log drift.
-    "reconcile-spend-counters": {
-        "task": "ads.reconcile_spend_counters",
-        "schedule": crontab(minute="30", hour="3"),
-        "options": {"expire_seconds": 60 * 60},
-    },
+    "reconcile-spend-counters": _beat_entry(
+        "ads.reconcile_spend_counters", crontab(minute="30", hour="3"), expires=60 * 60
+    ),
 }
 
 # One line per event, on one handler (the filters are in ad_budget_project/logs.py).
