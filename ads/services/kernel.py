@@ -376,33 +376,28 @@ def _roll_over_to_the_limit(brand: Brand, day: date | None, month: date | None) 
                     period=day,
                 )
             )
-        total = exact_sums(today, "brand_id").get(brand.pk, Decimal(0))
         Brand.objects.filter(pk=brand.pk).update(
-            current_daily_spend=within_limit(
-                total,
-                owner="brand",
-                pk=brand.pk,
-                name=brand.name,
-                counter="current_daily_spend",
-                period=day,
-            ),
+            current_daily_spend=_brand_sum(brand, today, counter="current_daily_spend", period=day),
             counters_day=day,
         )
     if month is not None:
         start, end = month_bounds(month, brand.zone)
         this_month = spend.filter(occurred_at__gte=start, occurred_at__lt=end)
-        total = exact_sums(this_month, "brand_id").get(brand.pk, Decimal(0))
         Brand.objects.filter(pk=brand.pk).update(
-            current_monthly_spend=within_limit(
-                total,
-                owner="brand",
-                pk=brand.pk,
-                name=brand.name,
-                counter="current_monthly_spend",
-                period=month,
+            current_monthly_spend=_brand_sum(
+                brand, this_month, counter="current_monthly_spend", period=month
             ),
             counters_month=month,
         )
+
+
+def _brand_sum(brand: Brand, spend: QuerySet[SpendEvent], *, counter: str, period: date) -> Decimal:
+    """A brand's `spend` summed, for its `counter` in `period`: the sum where the counter
+    can hold it, else the limit (logged)."""
+    total = exact_sums(spend, "brand_id").get(brand.pk, Decimal(0))
+    return within_limit(
+        total, owner="brand", pk=brand.pk, name=brand.name, counter=counter, period=period
+    )
 
 
 class _BrandRow(NamedTuple):
