@@ -135,7 +135,8 @@ class BrandTotals:
         return left(self.monthly_spend, self.monthly_budget)
 
     @classmethod
-    def of(cls, brand: Brand) -> "BrandTotals":
+    def of(cls, brand: "Brand | _BrandRow") -> "BrandTotals":
+        """From a brand, or from the columns of one that evaluation reads."""
         return cls(
             brand_id=brand.pk,
             name=brand.name,
@@ -443,17 +444,7 @@ def _brand_facts(brand_ids: Sequence[int]) -> dict[int, _BrandFacts]:
     rows = Brand.objects.filter(pk__in=brand_ids).values_list(*_BrandRow._fields)
     return {
         brand.pk: _BrandFacts(
-            totals=BrandTotals(
-                brand_id=brand.pk,
-                name=brand.name,
-                daily_budget=brand.daily_budget,
-                daily_spend=brand.current_daily_spend,
-                monthly_budget=brand.monthly_budget,
-                monthly_spend=brand.current_monthly_spend,
-                day=brand.counters_day,
-                month=brand.counters_month,
-                contact_email=brand.contact_email,
-            ),
+            totals=BrandTotals.of(brand),
             is_active=brand.is_active,
             zone=brand.timezone,
         )
