@@ -5,6 +5,7 @@ from django.utils import timezone
 from ninja import Router, Status
 
 from ads.api.auth import caller
+from ads.api.errors import one_or_404
 from ads.api.schemas import BrandOut, ErrorOut, Id, money
 from ads.models import Brand
 from ads.rules import over
@@ -46,7 +47,4 @@ def list_brands(request: HttpRequest) -> Status[object]:
     response={200: BrandOut, 400: ErrorOut, 401: ErrorOut, 404: ErrorOut, 422: ErrorOut},
 )
 def get_brand(request: HttpRequest, brand_id: Id) -> Status[object]:
-    brand = visible_brands(caller(request)).filter(pk=brand_id).first()
-    if brand is None:
-        return Status(404, {"detail": f"no brand with id {brand_id}"})
-    return Status(200, brand_out(brand))
+    return one_or_404(visible_brands(caller(request)), brand_id, brand_out, what="brand")

@@ -5,7 +5,7 @@ from django.utils import timezone
 from ninja import Query, Router, Status
 
 from ads.api.auth import caller
-from ads.api.errors import unknown_query
+from ads.api.errors import one_or_404, unknown_query
 from ads.api.schemas import CampaignFilters, CampaignOut, ErrorOut, Id, money
 from ads.models import Campaign
 from ads.rules import next_schedule_change, schedule_summary
@@ -53,7 +53,5 @@ def list_campaigns(request: HttpRequest, filters: Query[CampaignFilters]) -> Sta
     response={200: CampaignOut, 400: ErrorOut, 401: ErrorOut, 404: ErrorOut, 422: ErrorOut},
 )
 def get_campaign(request: HttpRequest, campaign_id: Id) -> Status[object]:
-    campaign = visible_campaigns(caller(request)).filter(pk=campaign_id).first()
-    if campaign is None:
-        return Status(404, {"detail": f"no campaign with id {campaign_id}"})
-    return Status(200, campaign_out(campaign))
+    visible = visible_campaigns(caller(request))
+    return one_or_404(visible, campaign_id, campaign_out, what="campaign")

@@ -5,10 +5,12 @@ errors raises `InputRefused` with its lines (see `ads.api.spend`).
 """
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
+from typing import TypeVar
 
 from django.db import InterfaceError, OperationalError
+from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from ninja import NinjaAPI, Schema, Status
@@ -21,6 +23,9 @@ DATABASE_BUSY = (
     "again as it was (each idempotency_key is recorded once)"
 )
 BAD_REQUEST = "bad request: the request could not be read"
+NOT_FOUND = "no {} with id {}"
+
+M = TypeVar("M", bound=Model)
 
 
 class InputRefused(Exception):
@@ -73,6 +78,17 @@ def unknown_query(request: HttpRequest, schema: type[Schema], what: str) -> Stat
     if not unknown:
         return None
     return Status(422, {"detail": [f"query.{name}: unknown {what}" for name in unknown]})
+
+
+def one_or_404(
+    visible: QuerySet[M], pk: int, out: Callable[[M], dict[str, object]], *, what: str
+) -> Status[object]:
+    """200 with `out` of the object `pk` among those the caller may see; else a 404 naming
+    `what`, the same whether it does not exist or belongs to another key's brands."""
+    obj = visible.filter(pk=pk).first()
+    if obj is None:
+        return Status(404, {"detail": NOT_FOUND.format(what, pk)})
+    return Status(200, out(obj))
 
 
 def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
