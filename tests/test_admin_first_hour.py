@@ -18,12 +18,7 @@ from tests.conftest import NOW
 from tests.factories import BrandFactory, CampaignFactory, ScheduleFactory, UserFactory
 from tests.html_forms import read_form
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def frozen_clock(time_machine: time_machine.TimeMachineFixture) -> None:
-    time_machine.move_to(NOW, tick=False)
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("frozen_clock")]
 
 
 def page(client: Client, url: str) -> str:

@@ -21,14 +21,9 @@ from ads.services import SpendInput, record_spend, record_spend_batch, refresh_c
 from tests.conftest import NOW
 from tests.factories import CampaignFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("frozen_clock")]
 
 LIMIT = "9,223,372,036,854.775807"
-
-
-@pytest.fixture(autouse=True)
-def frozen_clock(time_machine: time_machine.TimeMachineFixture) -> None:
-    time_machine.move_to(NOW, tick=False)
 
 
 @pytest.fixture

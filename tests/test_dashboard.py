@@ -6,7 +6,6 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-import time_machine
 from django.contrib.auth.models import Permission
 from django.http import StreamingHttpResponse
 from django.test import Client
@@ -18,12 +17,7 @@ from ads.services import record_spend, refresh_campaign_states, set_campaigns_en
 from tests.conftest import NOW
 from tests.factories import BrandFactory, CampaignFactory, UserFactory
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def frozen_clock(time_machine: time_machine.TimeMachineFixture) -> None:
-    time_machine.move_to(NOW, tick=False)  # 12:00 UTC: half of a UTC day has passed
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("frozen_clock")]
 
 
 def brand_spending(name: str, spend: str, budget: str = "100") -> Campaign:

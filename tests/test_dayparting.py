@@ -7,7 +7,6 @@ from decimal import Decimal
 import pytest
 import time_machine
 from django.test import Client
-from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from pytest_django import DjangoAssertNumQueries
 
@@ -21,6 +20,7 @@ from ads.models import (
 )
 from ads.rules import EVERY_DAY, PauseReason, weekday_mask
 from ads.services import record_spend, refresh_campaign_states
+from tests.conftest import writes
 from tests.factories import BrandFactory, CampaignFactory, ScheduleFactory
 
 pytestmark = pytest.mark.django_db
@@ -42,10 +42,6 @@ def nine_to_five() -> Schedule:
         schedule=schedule, weekdays=EVERY_DAY, start=time(9), end=time(17)
     )
     return schedule
-
-
-def writes(queries: CaptureQueriesContext) -> list[str]:
-    return [q["sql"] for q in queries.captured_queries if q["sql"].startswith(("INSERT", "UPDATE"))]
 
 
 def test_enforcement_over_1000_campaigns_in_20_zones_flips_exactly_the_crossed_windows(

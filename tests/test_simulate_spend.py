@@ -12,21 +12,7 @@ from ads.services import refresh_campaign_states
 from tests.conftest import NOW
 from tests.factories import CampaignFactory
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def frozen_clock(time_machine: time_machine.TimeMachineFixture) -> None:
-    time_machine.move_to(NOW, tick=False)
-
-
-@pytest.fixture
-def campaign() -> Campaign:
-    campaign = CampaignFactory.create(
-        name="Search", brand__name="Acme", brand__daily_budget=Decimal("10.00")
-    )
-    refresh_campaign_states(at=NOW, actor="test")
-    return campaign
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("frozen_clock")]
 
 
 def simulate(*args: str) -> str:

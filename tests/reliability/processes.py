@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -30,6 +29,8 @@ from django.conf import settings
 from django.db import connection, connections
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
+from tests.conftest import wait_until
+
 ROOT = Path(__file__).resolve().parents[2]
 LOGS = ROOT / "var" / "reliability"
 
@@ -44,16 +45,6 @@ def report(figures: str) -> None:
     with (LOGS / "figures.txt").open("a") as out:
         out.write(line + "\n")
     print("\n" + line)
-
-
-def wait_until(done: Callable[[], bool], what: str, seconds: float) -> float:
-    """Poll until done() or fail after `seconds`; returns the seconds it took."""
-    start = time.monotonic()
-    while not done():
-        if time.monotonic() - start > seconds:
-            pytest.fail(f"{what}: not within {seconds} s")
-        time.sleep(0.05)
-    return time.monotonic() - start
 
 
 def free_port() -> int:

@@ -19,9 +19,9 @@ from django.db import OperationalError, connection
 from django.test import Client
 from django.utils import timezone
 
-from ads.api_keys import issue_key
-from ads.models import ApiKey, Campaign
+from ads.models import Campaign
 from ads.services import refresh_campaign_states
+from tests.conftest import make_api_key
 from tests.factories import CampaignFactory
 from tests.reliability.invariants import assert_invariants, snapshot_ledger
 from tests.reliability.processes import ROOT, database_url
@@ -82,9 +82,7 @@ def test_the_command_says_which_key_to_repeat_and_repeating_it_records_once(
 def test_the_api_answers_503_retry_and_the_same_request_records_once(
     campaign: Campaign, client: Client
 ) -> None:
-    producer = ApiKey(name="feed", all_brands=True)
-    api_key = issue_key(producer)
-    producer.save()
+    api_key = make_api_key()
     body = {"campaign_id": campaign.pk, "amount": "10.00", "idempotency_key": "feed-1"}
     before = snapshot_ledger()
 

@@ -14,7 +14,6 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-import time_machine
 from django.apps import apps
 from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX
 from django.contrib.auth.models import Group, User
@@ -25,7 +24,6 @@ from django.urls import reverse
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
 from ads import tasks
-from ads.api_keys import issue_key
 from ads.models import (
     ApiKey,
     Brand,
@@ -40,37 +38,16 @@ from ads.models import (
 from ads.money import to_micros
 from ads.roles import sync_groups
 from ads.rules import PauseReason
-from ads.services import record_spend, refresh_campaign_states, save_brand
-from tests.conftest import NOW
+from ads.services import refresh_campaign_states, save_brand
+from tests.conftest import NOW, admin_url, make_api_key, rows
 from tests.factories import BrandFactory, CampaignFactory
 from tests.reliability.invariants import assert_invariants, snapshot_ledger
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("frozen_clock")]
 
 YESTERDAY = NOW - timedelta(days=1)  # Thursday 26 November: same month as NOW
 TODAY, THIS_MONTH = "2026-11-27", "2026-11-01"
 RECONCILE = "reconcile_spend_counters"
-
-
-@pytest.fixture(autouse=True)
-def frozen_clock(time_machine: time_machine.TimeMachineFixture) -> None:
-    """The tasks and the admin read the clock; everything here happens at NOW."""
-    time_machine.move_to(NOW, tick=False)
-
-
-@pytest.fixture
-def search() -> Campaign:
-    """Acme's 'Search' (own budget 50.00): 20.00 spent yesterday and 30.00 today, so
-    Acme has 30.00 today and 50.00 this month (budgets 100.00 and 3,000.00). 'Other',
-    in Tokyo, spent 5.00 of its 10.00 today (a 50 % alert) and is never tampered with."""
-    campaign = CampaignFactory.create(brand__name="Acme", name="Search", daily_budget=Decimal(50))
-    record_spend(campaign.pk, "20", occurred_at=YESTERDAY)
-    record_spend(campaign.pk, "30")
-    other = CampaignFactory.create(
-        brand__name="Other", brand__timezone="Asia/Tokyo", brand__daily_budget=Decimal(10)
-    )
-    record_spend(other.pk, "5")
-    return campaign
 
 
 def tamper(owner: Brand | Campaign, counter: str, value: Decimal) -> None:
@@ -85,16 +62,6 @@ def tamper(owner: Brand | Campaign, counter: str, value: Decimal) -> None:
 
 def owner_of(campaign: Campaign, owner: str) -> Brand | Campaign:
     return campaign if owner == "campaign" else campaign.brand
-
-
-def admin_url(obj: Model | type[Model], view: str) -> str:
-    meta = obj._meta
-    name = f"admin:{meta.app_label}_{meta.model_name}_{view}"
-    return reverse(name, args=[obj.pk] if view in ("change", "delete") else [])
-
-
-def rows(model: type[Model]) -> list[dict[str, Any]]:
-    return list(model._default_manager.order_by("pk").values())
 
 
 # --- (A) Tampering: counters ---------------------------------------------------------
@@ -590,9 +557,7 @@ def world(search: Campaign) -> None:
     every_5 = IntervalSchedule.objects.create(every=5, period=IntervalSchedule.MINUTES)
     PeriodicTask.objects.create(name="Target task", task="ads.enforce_dayparting", interval=every_5)
     CrontabSchedule.objects.create(minute="30", hour="3")
-    key = ApiKey(name="Target key", all_brands=True)
-    issue_key(key)
-    key.save()
+    make_api_key(name="Target key")
     User.objects.create(username="target-user", password=UNUSABLE_PASSWORD_PREFIX)
     Group.objects.create(name="Target group")
     brand = search.brand

@@ -25,9 +25,9 @@ from django.utils import timezone
 from kombu import Connection
 
 from ads import tasks
-from ads.api_keys import issue_key
-from ads.models import ApiKey, Brand, PendingSpend, SpendEvent
+from ads.models import Brand, PendingSpend, SpendEvent
 from ads.services import record_spend, refresh_campaign_states
+from tests.conftest import lock_waiters, make_api_key, wait_until
 from tests.factories import BrandFactory, CampaignFactory
 from tests.reliability.invariants import LedgerRow, assert_invariants, snapshot_ledger
 from tests.reliability.processes import (
@@ -41,7 +41,6 @@ from tests.reliability.processes import (
     report,
     start_beat,
     start_worker,
-    wait_until,
 )
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -101,17 +100,6 @@ def spends_held(campaign_id: int) -> Iterator[None]:
         else:
             time.sleep(1)
         yield
-
-
-def lock_waiters() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_stat_clear_snapshot()")  # the view is cached per transaction
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        )
-        (waiting,) = cursor.fetchone() or (0,)
-    return int(waiting)
 
 
 def lost_tasks(workers: Sequence[Program]) -> int:
@@ -303,9 +291,7 @@ def test_redis_restart_loses_queued_tasks_detectably_and_everything_reconnects()
     task was lost are exactly the keys the API does not find, and sending them again
     with the same keys records each once. Nothing recorded before the restart changes."""
     every_second("ads.enforce_budget_limits")
-    producer = ApiKey(name="producer", all_brands=True)
-    api_key = issue_key(producer)
-    producer.save()
+    api_key = make_api_key(name="producer")
     first, backlog = spends(100, "before", seed=6), spends(600, "backlog", seed=66)
     with redis_server() as redis, programs() as started:
         worker = start_worker("restart-worker", broker=redis.url, supervised=True)
