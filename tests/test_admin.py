@@ -12,7 +12,7 @@ from django.urls import reverse
 
 from ads.models import Brand, Campaign, CampaignStatusChange, SettingChange, SpendEvent
 from ads.rules import PauseReason
-from ads.services import record_spend, refresh_campaign_states, save_brand, save_campaign
+from ads.services import record_spend, save_brand, save_campaign
 from tests.conftest import NOW, admin_url
 from tests.factories import BrandFactory, CampaignFactory, UserFactory
 
@@ -90,8 +90,7 @@ def test_counters_cannot_be_edited_through_the_form(
 def test_disabling_a_campaign_on_its_page_pauses_it_for_that_user(
     admin_client: Client, admin_user: User
 ) -> None:
-    campaign = CampaignFactory.create()
-    refresh_campaign_states(at=NOW, actor="test")
+    campaign = CampaignFactory.create(evaluated_at=NOW)
 
     response = admin_client.post(
         admin_url(campaign), {"name": campaign.name, "daily_budget": "", "schedule": ""}
@@ -107,8 +106,7 @@ def test_disabling_a_campaign_on_its_page_pauses_it_for_that_user(
 def test_campaign_inline_on_the_brand_page_saves_through_the_services(
     admin_client: Client, admin_user: User
 ) -> None:
-    campaign = CampaignFactory.create()
-    refresh_campaign_states(at=NOW, actor="test")
+    campaign = CampaignFactory.create(evaluated_at=NOW)
     form = brand_form(campaign.brand, [campaign])
     del form["campaigns-0-is_enabled"]
 
@@ -140,8 +138,7 @@ def test_adding_a_campaign_inline_evaluates_it_at_once(admin_client: Client) -> 
 def test_enable_and_disable_actions_are_audited_with_the_user(
     admin_client: Client, admin_user: User
 ) -> None:
-    campaigns = CampaignFactory.create_batch(2)
-    refresh_campaign_states(at=NOW, actor="test")
+    campaigns = CampaignFactory.create_batch(2, evaluated_at=NOW)
     url = reverse("admin:ads_campaign_changelist")
 
     admin_client.post(url, {"action": "disable", "_selected_action": [c.pk for c in campaigns]})
@@ -266,8 +263,7 @@ def test_admin_pages_render_with_search(
 
 
 def test_saving_a_brand_read_before_a_spend_keeps_that_spend() -> None:
-    campaign = CampaignFactory.create(brand__daily_budget=Decimal("10.00"))
-    refresh_campaign_states(at=NOW, actor="test")
+    campaign = CampaignFactory.create(brand__daily_budget=Decimal("10.00"), evaluated_at=NOW)
     on_the_page = Brand.objects.get()  # what the admin form was built from
     record_spend(campaign.pk, "10.00", at=NOW)  # commits meanwhile
 
@@ -281,8 +277,7 @@ def test_saving_a_brand_read_before_a_spend_keeps_that_spend() -> None:
 
 
 def test_saving_a_campaign_read_before_a_spend_keeps_that_spend() -> None:
-    campaign = CampaignFactory.create(daily_budget=Decimal("10.00"))
-    refresh_campaign_states(at=NOW, actor="test")
+    campaign = CampaignFactory.create(daily_budget=Decimal("10.00"), evaluated_at=NOW)
     on_the_page = Campaign.objects.get()
     record_spend(campaign.pk, "10.00", at=NOW)
 

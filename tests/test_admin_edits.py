@@ -38,7 +38,7 @@ from ads.models import (
     ScheduleWindow,
     SettingChange,
 )
-from ads.services import refresh_campaign_states, save_brand, set_campaigns_enabled
+from ads.services import save_brand, set_campaigns_enabled
 from tests.conftest import NOW, admin_url
 from tests.factories import BrandFactory, CampaignFactory, ScheduleFactory
 from tests.html_forms import FormData, read_form
@@ -118,10 +118,9 @@ def world() -> dict[str, Any]:
     ScheduleFactory.create(name="Spare schedule")
     brand = BrandFactory.create(contact_email="old@example.com")
     BrandFactory.create(name="Spare brand")
-    campaign = CampaignFactory.create(brand=brand, daily_budget=Decimal("20.00"))
+    campaign = CampaignFactory.create(brand=brand, daily_budget=Decimal("20.00"), evaluated_at=NOW)
     key = ApiKey.objects.create(name="Feed", prefix="abc123", secret_hash="0" * 64)
     key.brands.set([brand])
-    refresh_campaign_states(at=NOW, actor="test")
     return {"brand": brand, "campaign": campaign, "schedule": schedule, "apikey": key}
 
 

@@ -33,8 +33,7 @@ def page(client: Client, url: str) -> str:
 def test_a_new_campaign_without_spend_can_be_deleted_by_a_budget_manager(client: Client) -> None:
     manager = UserFactory.create(is_staff=False, groups=["Budget managers"])
     client.force_login(manager)
-    campaign = CampaignFactory.create()
-    refresh_campaign_states(at=NOW, actor="test")  # it has a status change now
+    campaign = CampaignFactory.create(evaluated_at=NOW)  # it has a status change now
     url = reverse("admin:ads_campaign_delete", args=[campaign.pk])
 
     confirm = page(client, url)
@@ -184,9 +183,12 @@ def test_budgets_that_make_sense_save_without_a_warning(admin_client: Client) ->
 
 @pytest.fixture
 def two_brands_paused() -> tuple[Campaign, Campaign]:
-    acme = CampaignFactory.create(brand__name="Acme", brand__daily_budget=Decimal("5.00"))
-    globex = CampaignFactory.create(brand__name="Globex", brand__daily_budget=Decimal("5.00"))
-    refresh_campaign_states(at=NOW, actor="test")
+    acme = CampaignFactory.create(
+        brand__name="Acme", brand__daily_budget=Decimal("5.00"), evaluated_at=NOW
+    )
+    globex = CampaignFactory.create(
+        brand__name="Globex", brand__daily_budget=Decimal("5.00"), evaluated_at=NOW
+    )
     record_spend(acme.pk, "5.00", at=NOW)
     record_spend(globex.pk, "5.00", at=NOW)
     return acme, globex

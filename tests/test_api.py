@@ -8,7 +8,6 @@ import time_machine
 from django.test import Client
 
 from ads.models import ApiKey, Brand, Campaign, SpendEvent
-from ads.services import refresh_campaign_states
 from tests.conftest import NOW, make_api_key
 from tests.factories import CampaignFactory
 
@@ -293,8 +292,9 @@ def test_status_after_local_midnight_shows_the_new_day_before_any_reset(
 
 
 def test_campaign_status_and_filters(client: Client, api_key: str, campaign: Campaign) -> None:
-    paused = CampaignFactory.create(brand=campaign.brand, name="Off", is_enabled=False)
-    refresh_campaign_states(at=NOW, actor="test")
+    paused = CampaignFactory.create(
+        brand=campaign.brand, name="Off", is_enabled=False, evaluated_at=NOW
+    )
 
     status, body = get(client, api_key, f"/api/v1/campaigns/{paused.pk}")
     active = get(client, api_key, f"/api/v1/campaigns?brand={campaign.brand_id}&active=true")[1]

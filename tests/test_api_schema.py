@@ -8,7 +8,6 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from ad_budget_project.wsgi import application
-from ads.services import refresh_campaign_states
 from tests.conftest import NOW, make_api_key
 from tests.factories import CampaignFactory
 
@@ -18,8 +17,7 @@ schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", application)
 @pytest.fixture
 def api_key(transactional_db: None) -> str:
     """Committed data: the WSGI app closes its connection after every request."""
-    CampaignFactory.create_batch(2)  # something for the ids to find
-    refresh_campaign_states(at=NOW, actor="test")
+    CampaignFactory.create_batch(2, evaluated_at=NOW)  # something for the ids to find
     return make_api_key(name="schemathesis")
 
 

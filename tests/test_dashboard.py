@@ -22,9 +22,11 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("frozen_clock")]
 
 def brand_spending(name: str, spend: str, budget: str = "100") -> Campaign:
     campaign = CampaignFactory.create(
-        name=f"{name} search", brand__name=name, brand__daily_budget=Decimal(budget)
+        name=f"{name} search",
+        brand__name=name,
+        brand__daily_budget=Decimal(budget),
+        evaluated_at=NOW - timedelta(hours=2),  # running first
     )
-    refresh_campaign_states(at=NOW - timedelta(hours=2), actor="test")  # running first
     record_spend(campaign.pk, spend, at=NOW - timedelta(hours=1))
     return campaign
 
@@ -67,8 +69,7 @@ def test_dashboard_answers_the_morning_questions(admin_client: Client) -> None:
     near = brand_spending("Near", "80")
     brand_spending("Calm", "5")
     over = brand_spending("Over", "100")
-    disabled = CampaignFactory.create(name="Switched off", brand=near.brand)
-    refresh_campaign_states(at=NOW, actor="test")
+    disabled = CampaignFactory.create(name="Switched off", brand=near.brand, evaluated_at=NOW)
     set_campaigns_enabled([disabled.pk], enabled=False, actor="alice", at=NOW)
 
     page = admin_client.get(reverse("admin:index")).content.decode()

@@ -209,8 +209,7 @@ def test_opening_a_window_in_the_admin_resumes_its_campaigns_at_once(
     window = ScheduleWindow.objects.create(
         schedule=schedule, weekdays=EVERY_DAY, start=time(6), end=time(12)
     )
-    campaign = CampaignFactory.create(schedule=schedule)
-    refresh_campaign_states(at=AFTER, actor="test")
+    campaign = CampaignFactory.create(schedule=schedule, evaluated_at=AFTER)
     assert not Campaign.objects.get().is_active
 
     response = admin_client.post(
@@ -235,8 +234,9 @@ def test_campaign_page_says_whether_the_schedule_allows_now_and_when_it_changes(
     admin_client: Client, time_machine: time_machine.TimeMachineFixture
 ) -> None:
     time_machine.move_to(AFTER, tick=False)  # 09:00 in New York
-    campaign = CampaignFactory.create(schedule=nine_to_five(), brand__timezone="America/New_York")
-    refresh_campaign_states(at=AFTER, actor="test")
+    campaign = CampaignFactory.create(
+        schedule=nine_to_five(), brand__timezone="America/New_York", evaluated_at=AFTER
+    )
 
     page = admin_client.get(reverse("admin:ads_campaign_change", args=[campaign.pk]))
 

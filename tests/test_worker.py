@@ -23,7 +23,6 @@ from pytest_django import Settings
 from ad_budget_project.celery import app
 from ads import tasks
 from ads.models import Brand, Campaign, CampaignStatusChange, PendingSpend, SpendEvent
-from ads.services import refresh_campaign_states
 from tests.conftest import wait_until
 from tests.factories import CampaignFactory
 
@@ -101,8 +100,7 @@ def test_bad_queued_spend_is_dropped_not_retried(worker: WorkController) -> None
 
 
 def test_enforcement_task_runs_through_the_broker(worker: WorkController) -> None:
-    campaign = CampaignFactory.create()
-    refresh_campaign_states(at=timezone.now(), actor="test")
+    campaign = CampaignFactory.create(evaluated_at=timezone.now())
     Brand.objects.update(daily_budget=Decimal(0))  # lowered behind the services' back
 
     tasks.enforce_budget_limits.delay()
@@ -115,8 +113,7 @@ def test_enforcement_task_runs_through_the_broker(worker: WorkController) -> Non
 
 
 def test_reset_task_runs_through_the_broker(worker: WorkController) -> None:
-    campaign = CampaignFactory.create(brand__daily_budget=Decimal(5))
-    refresh_campaign_states(at=timezone.now(), actor="test")
+    campaign = CampaignFactory.create(brand__daily_budget=Decimal(5), evaluated_at=timezone.now())
     yesterday = timezone.now().date() - timedelta(days=1)
     Brand.objects.update(counters_day=yesterday, current_daily_spend=Decimal(5))
     Campaign.objects.update(daily_spend=Decimal(5))

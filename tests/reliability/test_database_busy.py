@@ -20,7 +20,6 @@ from django.test import Client
 from django.utils import timezone
 
 from ads.models import Campaign
-from ads.services import refresh_campaign_states
 from tests.conftest import make_api_key
 from tests.factories import CampaignFactory
 from tests.reliability.invariants import assert_invariants, snapshot_ledger
@@ -50,9 +49,7 @@ def connection_lost_after_the_ledger_insert() -> Iterator[list[str]]:
 
 @pytest.fixture
 def campaign() -> Campaign:
-    campaign = CampaignFactory.create(brand__daily_budget=Decimal(10))
-    refresh_campaign_states(at=timezone.now(), actor="test")
-    return campaign
+    return CampaignFactory.create(brand__daily_budget=Decimal(10), evaluated_at=timezone.now())
 
 
 def test_the_command_says_which_key_to_repeat_and_repeating_it_records_once(

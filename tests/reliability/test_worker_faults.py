@@ -26,7 +26,7 @@ from kombu import Connection
 
 from ads import tasks
 from ads.models import Brand, PendingSpend, SpendEvent
-from ads.services import record_spend, refresh_campaign_states
+from ads.services import record_spend
 from tests.conftest import lock_waiters, make_api_key, wait_until
 from tests.factories import BrandFactory, CampaignFactory
 from tests.reliability.invariants import LedgerRow, assert_invariants, snapshot_ledger
@@ -54,8 +54,8 @@ def spends(count: int, prefix: str, seed: int) -> list[dict[str, object]]:
     """`count` queued spends of random 2-decimal amounts over three campaigns."""
     rng = random.Random(seed)
     brand = BrandFactory.create(daily_budget=Decimal(10**6), monthly_budget=Decimal(10**7))
-    campaigns = [c.pk for c in CampaignFactory.create_batch(3, brand=brand)]
-    refresh_campaign_states(at=timezone.now(), actor="test")
+    batch = CampaignFactory.create_batch(3, brand=brand, evaluated_at=timezone.now())
+    campaigns = [c.pk for c in batch]
     now = timezone.now().isoformat()
     return [
         {
