@@ -20,7 +20,7 @@ from django.utils import timezone
 from ads.models import Brand, Campaign, CampaignStatusChange
 from ads.services import record_spend
 from tests.factories import BrandFactory, CampaignFactory
-from tests.reliability.invariants import assert_invariants, snapshot_ledger
+from tests.invariants import assert_invariants, snapshot_ledger
 from tests.reliability.processes import (
     Program,
     every_second,

@@ -44,7 +44,7 @@ from ads.models import (
 from ads.rules import EVERY_DAY, PauseReason
 from tests.conftest import NOW, make_api_key
 from tests.factories import BrandFactory, CampaignFactory
-from tests.reliability.invariants import assert_invariants, snapshot_ledger
+from tests.invariants import assert_invariants, snapshot_ledger
 from tests.reliability.processes import fork, report, run_processes
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -22,7 +22,7 @@ from django.utils import timezone
 from ads.models import Campaign
 from tests.conftest import make_api_key
 from tests.factories import CampaignFactory
-from tests.reliability.invariants import assert_invariants, snapshot_ledger
+from tests.invariants import assert_invariants, snapshot_ledger
 from tests.reliability.processes import ROOT, database_url
 
 pytestmark = pytest.mark.django_db(transaction=True)

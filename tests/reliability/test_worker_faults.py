@@ -29,7 +29,7 @@ from ads.models import Brand, PendingSpend, SpendEvent
 from ads.services import record_spend
 from tests.conftest import lock_waiters, make_api_key, wait_until
 from tests.factories import BrandFactory, CampaignFactory
-from tests.reliability.invariants import LedgerRow, assert_invariants, snapshot_ledger
+from tests.invariants import LedgerRow, assert_invariants, snapshot_ledger
 from tests.reliability.processes import (
     ROOT,
     Program,

@@ -41,7 +41,7 @@ from ads.rules import PauseReason
 from ads.services import refresh_campaign_states, save_brand
 from tests.conftest import NOW, admin_url, make_api_key, rows
 from tests.factories import BrandFactory, CampaignFactory
-from tests.reliability.invariants import assert_invariants, snapshot_ledger
+from tests.invariants import assert_invariants, snapshot_ledger
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("frozen_clock")]
 

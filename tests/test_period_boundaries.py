@@ -28,7 +28,7 @@ from ads import services, tasks
 from ads.models import Brand, Campaign, CampaignStatusChange, SettingChange, SpendEvent
 from ads.rules import PauseReason, day_bounds, local_date
 from tests.factories import BrandFactory, CampaignFactory
-from tests.reliability.invariants import assert_invariants, snapshot_ledger
+from tests.invariants import assert_invariants, snapshot_ledger
 from tests.reliability.processes import fork, report, run_processes
 
 

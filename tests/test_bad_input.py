@@ -42,7 +42,7 @@ from ads.rules import weekday_mask
 from ads.services import record_spend
 from tests.conftest import NOW
 from tests.factories import BrandFactory, CampaignFactory, ScheduleFactory
-from tests.reliability.invariants import assert_invariants, snapshot_ledger
+from tests.invariants import assert_invariants, snapshot_ledger
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("frozen_clock")]
 
