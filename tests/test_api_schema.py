@@ -11,6 +11,8 @@ from ad_budget_project.wsgi import application
 from tests.conftest import NOW, make_api_key
 from tests.factories import CampaignFactory
 
+pytestmark = pytest.mark.schemathesis
+
 schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", application)
 
 

@@ -66,6 +66,7 @@ def run_processes(target: Callable[..., None], args: Sequence[tuple[object, ...]
     assert [p.exitcode for p in processes] == [0] * len(processes)
 
 
+@pytest.mark.process
 def test_four_processes_of_250_spends_end_with_exact_counters() -> None:
     brand = BrandFactory.create(daily_budget=Decimal("100000"), monthly_budget=Decimal("100000"))
     campaign_ids = [c.pk for c in CampaignFactory.create_batch(3, brand=brand)]
@@ -97,6 +98,7 @@ def spend_with_key(
         connections.close_all()
 
 
+@pytest.mark.process
 def test_same_key_from_four_processes_at_once_records_one_event() -> None:
     campaign = CampaignFactory.create()
     barrier, outcomes = fork.Barrier(PROCESSES), fork.Queue()
@@ -109,6 +111,7 @@ def test_same_key_from_four_processes_at_once_records_one_event() -> None:
     assert Brand.objects.get().current_daily_spend == Decimal("5.00")
 
 
+@pytest.mark.process
 def test_same_key_on_two_brands_at_once_records_one_and_rejects_the_other() -> None:
     # Different brands take different locks, so the unique index decides.
     first, second = CampaignFactory.create(), CampaignFactory.create()
@@ -137,6 +140,7 @@ def run_task_at(task_name: str, barrier: Barrier) -> None:
         connections.close_all()
 
 
+@pytest.mark.process
 @pytest.mark.parametrize(
     ("task_name", "actor"),
     [("reset_daily_budgets", "reset_daily_budgets"), ("enforce_budget_limits", None)],
@@ -178,6 +182,7 @@ def post_spends(url: str, key: str, campaign_ids: Sequence[int], worker: int) ->
             assert response.status == 200
 
 
+@pytest.mark.process
 def test_eight_http_clients_of_250_spends_end_with_exact_counters(
     live_server: LiveServer,
 ) -> None:

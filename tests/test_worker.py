@@ -26,7 +26,8 @@ from ads.models import Brand, Campaign, CampaignStatusChange, PendingSpend, Spen
 from tests.conftest import wait_until
 from tests.factories import CampaignFactory
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# A real worker (in this process) consuming from a real Redis.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.process, pytest.mark.redis]
 
 
 def close_worker_connections(**_: object) -> None:

@@ -31,7 +31,12 @@ from tests.reliability.processes import (
     start_worker,
 )
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.slow,
+    pytest.mark.process,
+    pytest.mark.redis,
+]
 
 BEFORE_MIDNIGHT = datetime(2026, 11, 30, 23, 59, 54, tzinfo=UTC)  # month end in UTC
 NEW_YORK_1AM = datetime(2026, 12, 1, 6, 0, tzinfo=UTC)  # an hour after its midnight

@@ -47,7 +47,7 @@ from tests.factories import BrandFactory, CampaignFactory
 from tests.invariants import assert_invariants, snapshot_ledger
 from tests.reliability.processes import fork, report, run_processes
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.process]
 
 POSTGRESQL_ONLY = "PostgreSQL scenario: runs in the PostgreSQL pass (DATABASE_URL=postgres://...)"
 SQLITE_ONLY = "SQLite scenario: 'database is locked' is SQLite's answer to contention"

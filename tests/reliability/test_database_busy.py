@@ -103,6 +103,7 @@ def test_the_api_answers_503_retry_and_the_same_request_records_once(
     assert_invariants(at=timezone.now(), accepted_keys=["feed-1"], before=before)
 
 
+@pytest.mark.process
 def test_on_sqlite_a_write_lock_held_past_the_timeout_is_a_clear_retryable_error(
     campaign: Campaign,
 ) -> None:

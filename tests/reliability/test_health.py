@@ -18,7 +18,7 @@ from tests.reliability.processes import (
     start_worker,
 )
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.process]
 
 
 def health(*args: str, **env: str) -> tuple[subprocess.CompletedProcess[str], float]:
@@ -35,6 +35,7 @@ def lines(result: subprocess.CompletedProcess[str]) -> list[str]:
     return [" ".join(line.split()[:2]) for line in result.stdout.splitlines()]
 
 
+@pytest.mark.redis
 def test_reports_all_alive_when_a_worker_answers_the_round_trip() -> None:
     with redis_server() as redis, programs() as started:
         started.append(start_worker("health-worker", broker=redis.url))
@@ -46,6 +47,7 @@ def test_reports_all_alive_when_a_worker_answers_the_round_trip() -> None:
     assert not WorkerPing.objects.exists()  # the command cleans up after itself
 
 
+@pytest.mark.redis
 def test_fails_naming_the_worker_when_none_answers() -> None:
     with redis_server() as redis:
         result, elapsed = health("--timeout", "2", CELERY_BROKER_URL=redis.url)

@@ -96,6 +96,7 @@ def stream_across_midnight(rng: random.Random, campaign_ids: Sequence[int]) -> l
     return spends
 
 
+@pytest.mark.process
 @pytest.mark.django_db(transaction=True)
 def test_spends_across_midnight_count_in_one_day_each_and_a_late_reset_erases_none(
     time_machine: time_machine.TimeMachineFixture,

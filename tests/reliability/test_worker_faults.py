@@ -43,7 +43,7 @@ from tests.reliability.processes import (
     start_worker,
 )
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.process]
 
 # Taken-but-unacknowledged messages of a dead worker come back after 10 s, looked for
 # every 3 s (production: 300 s and 30 s; see settings).
@@ -134,6 +134,7 @@ def manage_shell(
     )  # fmt: skip
 
 
+@pytest.mark.redis
 def test_worker_killed_at_random_points_records_every_spend_exactly_once() -> None:
     """Scenario 5: SIGKILL a pool child (the main process requeues its task) and the main
     process (Redis hands its taken messages to the restarted worker) while 1,000 spends
@@ -235,6 +236,7 @@ def database_refusing_connections() -> Iterator[None]:
             admin.execute(f'ALTER DATABASE "{db["NAME"]}" ALLOW_CONNECTIONS true')
 
 
+@pytest.mark.redis
 def test_database_down_while_a_worker_consumes_spends_loses_none() -> None:
     """A database outage while queued spends are consumed: each `record_spend` retries
     with backoff until the database answers again (it never gives up, which would
@@ -284,6 +286,7 @@ def api_has(api_key: str, key: str) -> bool:
     return response.status_code == 200
 
 
+@pytest.mark.redis
 def test_redis_restart_loses_queued_tasks_detectably_and_everything_reconnects() -> None:
     """Scenario 6: Redis (no persistence) restarted with tasks queued. Beat and the
     worker reconnect by themselves, or the worker is restarted by its supervisor when
