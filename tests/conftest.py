@@ -3,7 +3,7 @@ key, an admin URL, and waiting for an event instead of sleeping."""
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -13,6 +13,7 @@ import time_machine
 from django.conf import settings
 from django.db import connection
 from django.db.models import Model
+from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from kombu import Connection
@@ -24,6 +25,16 @@ from tests.factories import CampaignFactory
 
 # A fixed "now" for tests: Friday 2026-11-27 12:00 UTC.
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def quick_password_hashing() -> Iterator[None]:
+    """Passwords hashed with a quick hasher in this process: every `admin_client` and
+    UserFactory user has one, and the production hasher's work factor (about 0.2 s a
+    password here) was a third of the in-process tests' time. Only the hashing's cost
+    changes: logging in, `authenticate` and `check_password` work as before."""
+    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+        yield
 
 
 @pytest.fixture
