@@ -79,10 +79,11 @@ def test_counters_cannot_be_edited_through_the_form(
 ) -> None:
     brand = exhausted_campaign.brand
 
-    admin_client.post(
+    response = admin_client.post(
         admin_url(brand), brand_form(brand, current_daily_spend="0", current_monthly_spend="0")
     )
 
+    assert response.status_code == 302  # saved, the counters left out
     brand.refresh_from_db()
     assert brand.current_daily_spend == Decimal("10.00")
 
@@ -110,8 +111,9 @@ def test_campaign_inline_on_the_brand_page_saves_through_the_services(
     form = brand_form(campaign.brand, [campaign])
     del form["campaigns-0-is_enabled"]
 
-    admin_client.post(admin_url(campaign.brand), form)
+    response = admin_client.post(admin_url(campaign.brand), form)
 
+    assert response.status_code == 302
     campaign.refresh_from_db()
     assert campaign.pause_reasons == (PauseReason.DISABLED,)
     assert SettingChange.objects.get().field == "is_enabled"
@@ -141,9 +143,14 @@ def test_enable_and_disable_actions_are_audited_with_the_user(
     campaigns = CampaignFactory.create_batch(2, evaluated_at=NOW)
     url = reverse("admin:ads_campaign_changelist")
 
-    admin_client.post(url, {"action": "disable", "_selected_action": [c.pk for c in campaigns]})
+    disabled = admin_client.post(
+        url, {"action": "disable", "_selected_action": [c.pk for c in campaigns]}
+    )
+    assert disabled.status_code == 302
     assert not Campaign.objects.filter(is_active=True).exists()
-    admin_client.post(url, {"action": "enable", "_selected_action": [campaigns[0].pk]})
+    enabled = admin_client.post(url, {"action": "enable", "_selected_action": [campaigns[0].pk]})
+
+    assert enabled.status_code == 302
 
     assert list(Campaign.objects.order_by("pk").values_list("is_active", flat=True)) == [
         True,

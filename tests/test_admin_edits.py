@@ -316,6 +316,7 @@ def test_bulk_switch_leaves_alone_campaigns_switched_by_someone_else_since_the_l
             follow=True,
         )
 
+    assert [status for _, status in response.redirect_chain] == [302]
     assert response.status_code == 200
     assert not Campaign.objects.get(pk=campaign.pk).is_enabled  # bob's choice stands
     assert Campaign.objects.get(pk=other.pk).is_enabled

@@ -91,8 +91,9 @@ def test_archiving_hides_switches_off_and_restoring_brings_back_switched_off(
     assert Campaign.objects.get().is_active
     listing = reverse("admin:ads_campaign_changelist")
 
-    admin_client.post(listing, {"action": "archive", "_selected_action": [campaign.pk]})
+    response = admin_client.post(listing, {"action": "archive", "_selected_action": [campaign.pk]})
 
+    assert response.status_code == 302
     archived = Campaign.objects.get()
     assert archived.archived_at == NOW
     assert (archived.is_enabled, archived.is_active) == (False, False)
@@ -103,8 +104,9 @@ def test_archiving_hides_switches_off_and_restoring_brings_back_switched_off(
     assert {("archived", "True"), ("is_enabled", "False")} <= audit
 
     archive = f"{listing}?archived=yes"  # where a person finds it to restore it
-    admin_client.post(archive, {"action": "restore", "_selected_action": [campaign.pk]})
+    response = admin_client.post(archive, {"action": "restore", "_selected_action": [campaign.pk]})
 
+    assert response.status_code == 302
     restored = Campaign.objects.get()
     assert restored.archived_at is None
     assert not restored.is_enabled  # a person turns it on
@@ -118,10 +120,11 @@ def test_an_archived_brand_leaves_the_dashboard_and_enforcement_passes(
     record_spend(campaign.pk, "9.00", at=NOW)
     assert "Gone" in page(admin_client, reverse("admin:index"))
 
-    admin_client.post(
+    response = admin_client.post(
         reverse("admin:ads_brand_changelist"),
         {"action": "archive", "_selected_action": [campaign.brand_id]},
     )
+    assert response.status_code == 302
     changes = CampaignStatusChange.objects.count()
     refresh_campaign_states(at=NOW, actor="enforce_budget_limits")
 
@@ -144,6 +147,7 @@ def test_a_monthly_budget_below_the_daily_one_is_saved_with_a_warning(
 
     response = admin_client.post(url, data, follow=True)
 
+    assert [status for _, status in response.redirect_chain] == [302]  # saved
     assert Brand.objects.get().monthly_budget == Decimal("50.00")
     text = response.content.decode()
     assert "The monthly budget (50.00) is below the daily budget (100.00)" in text
@@ -160,6 +164,7 @@ def test_a_campaign_budget_above_its_brands_is_saved_with_a_warning(
 
     response = admin_client.post(url, data, follow=True)
 
+    assert [status for _, status in response.redirect_chain] == [302]  # saved
     assert Campaign.objects.get().daily_budget == Decimal("300.00")
     assert (
         "Search: its own daily budget (300.00) is above the brand&#x27;s daily budget (100.00)"
@@ -175,6 +180,7 @@ def test_budgets_that_make_sense_save_without_a_warning(admin_client: Client) ->
 
     response = admin_client.post(url, data, follow=True)
 
+    assert [status for _, status in response.redirect_chain] == [302]  # saved
     assert "binds first" not in response.content.decode()
 
 

@@ -343,7 +343,11 @@ def test_a_key_made_in_the_admin_is_shown_once_stored_hashed_and_revocable(
     assert get(Client(), key, "/api/v1/brands")[0] == 200
     assert key not in admin_client.get(f"/admin/ads/apikey/{api_key.pk}/change/").content.decode()
 
-    admin_client.post("/admin/ads/apikey/", {"action": "revoke", "_selected_action": [api_key.pk]})
+    revoked = admin_client.post(
+        "/admin/ads/apikey/", {"action": "revoke", "_selected_action": [api_key.pk]}
+    )
+
+    assert revoked.status_code == 302
 
     assert get(Client(), key, "/api/v1/brands")[0] == 401
 
