@@ -161,6 +161,15 @@ class Program:
             os.killpg(self.pid, signal.SIGKILL)
         self.process.wait(timeout=60)
 
+    @property
+    def tasks(self) -> Path:
+        """Where its pool processes mark the tasks they run (tests/reliability/clocked.py)."""
+        return self.log.with_suffix(".tasks")
+
+    def running(self) -> set[int]:
+        """The pids of its pool processes that are running a task now."""
+        return {int(mark.name) for mark in self.tasks.glob("*")} if self.tasks.exists() else set()
+
     def text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
@@ -181,6 +190,7 @@ def start_celery(
     whenever it exits (tests/reliability/supervise.py)."""
     LOGS.mkdir(parents=True, exist_ok=True)
     log = LOGS / f"{name}.log"
+    shutil.rmtree(log.with_suffix(".tasks"), ignore_errors=True)  # a previous run's marks
     environment = os.environ | {
         "DATABASE_URL": database_url(),
         "CELERY_BROKER_URL": broker,
@@ -188,6 +198,7 @@ def start_celery(
         "PYTHONUNBUFFERED": "1",
         # The scenarios count Celery's "received" and Beat's "Sending due task" lines.
         "LOG_EVERY_TASK": "1",
+        "RELIABILITY_TASK_MARKS": str(log.with_suffix(".tasks")),
     }
     with log.open("wb") as out:
         process = subprocess.Popen(

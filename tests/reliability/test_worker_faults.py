@@ -88,17 +88,21 @@ def wait_until_children(worker: Program) -> list[int]:
 
 
 @contextmanager
-def spends_held(campaign_id: int) -> Iterator[None]:
+def spends_held(campaign_id: int, worker: Program) -> Iterator[None]:
     """Hold the lock of the campaign's brand, which every `record_spend` takes first: until
     the block ends, each pool child that takes a task waits inside it, so a child killed
     now dies mid-task, never between tasks. PostgreSQL shows the waiters; SQLite does not,
-    so there the children get a second to take a task from the hundreds queued."""
+    so there the children's own marks say that both are running a task."""
     with transaction.atomic():  # SQLite: BEGIN IMMEDIATE, the database's write lock
         Brand.objects.select_for_update().get(campaigns__pk=campaign_id)
         if connection.vendor == "postgresql":
             wait_until(lambda: lock_waiters() >= 2, "both pool children waiting for the lock", 30)
         else:
-            time.sleep(1)
+            wait_until(
+                lambda: len(set(worker.children()) & worker.running()) >= 2,
+                "both pool children running a task",
+                30,
+            )
         yield
 
 
@@ -161,7 +165,7 @@ def test_worker_killed_at_random_points_records_every_spend_exactly_once() -> No
             if target == "child":
                 pool = wait_until_children(worker)
                 before = lost_tasks(started)
-                with spends_held(held):
+                with spends_held(held, worker):
                     os.kill(rng.choice(pool), signal.SIGKILL)
                     wait_until(
                         lambda: lost_tasks(started) > before,  # noqa: B023
@@ -251,8 +255,11 @@ def test_database_down_while_a_worker_consumes_spends_loses_none() -> None:
         wait_until(lambda: recorded() == 50, "the first 50 recorded", 60)
         acknowledged = snapshot_ledger()
         with database_refusing_connections():
+            outage = time.monotonic()
             send(redis.url, batch[50:])
-            time.sleep(OUTAGE_SECONDS)  # a real outage: there is no clock to move
+            wait_until(lambda: worker.count(r"retry: Retry in") > 0, "the worker's first retry", 60)
+            # The outage lasts its full time (a real outage: there is no clock to move).
+            time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - outage)))
             during = recorded()
             retried = worker.count(r"retry: Retry in")
         back = wait_until(
