@@ -10,7 +10,7 @@ PYTHON ?= $(shell for p in python3.11 python3.12 python3.13 python3; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
 	2>/dev/null && { echo $$p; break; }; done)
 
-.PHONY: run test lint typecheck pytest migrations-check bench clean
+.PHONY: run test test-fast lint typecheck pytest migrations-check bench clean
 
 run: export DEBUG = 1
 run: $(VENV)/.runtime .env
@@ -48,6 +48,12 @@ migrations-check: $(VENV)/.dev .env
 
 pytest: $(VENV)/.dev
 	$(BIN)/pytest
+
+# While iterating: the tests that start no process, server, worker, Redis, browser or
+# Schemathesis (pytest.ini's marks); CI's `make test` runs everything.
+FAST_TESTS := not (slow or process or redis or browser or schemathesis)
+test-fast: $(VENV)/.dev
+	$(BIN)/pytest -p no:cacheprovider -m "$(FAST_TESTS)"
 
 # Benchmarks on SQLite, then on PostgreSQL when one answers at BENCH_PG_URL; prints one
 # table and writes var/bench-*.json. See docs/PERFORMANCE.md.

@@ -1,3 +1,4 @@
+from datetime import datetime
 from decimal import Decimal
 
 from django.contrib.auth.models import Group, User
@@ -6,6 +7,7 @@ from factory.django import DjangoModelFactory, Password
 from factory.helpers import post_generation
 
 from ads.models import Brand, Campaign, Schedule
+from ads.services import refresh_campaign_states
 
 
 class BrandFactory(DjangoModelFactory[Brand]):
@@ -25,12 +27,26 @@ class ScheduleFactory(DjangoModelFactory[Schedule]):
     name = Sequence(lambda n: f"Schedule {n}")
 
 
+def evaluate_brand(campaign: Campaign, create: bool, at: datetime | None) -> None:
+    """CampaignFactory's `evaluated_at`: the campaign's brand evaluated at `at`."""
+    if create and at is not None:
+        refresh_campaign_states(at=at, actor="test", brand_ids=[campaign.brand_id])
+
+
 class CampaignFactory(DjangoModelFactory[Campaign]):
+    """`evaluated_at=NOW` also evaluates the new campaign's brand at that instant, as the
+    periodic pass would (actor "test"), so the campaign starts in the state the rules
+    give it instead of the model's default. The instance is returned as created:
+    `refresh_from_db()` reads the evaluated state."""
+
     class Meta:
         model = Campaign
+        skip_postgeneration_save = True
 
     brand = SubFactory(BrandFactory)
     name = Sequence(lambda n: f"Campaign {n}")
+
+    evaluated_at = post_generation(evaluate_brand)
 
 
 class UserFactory(DjangoModelFactory[User]):

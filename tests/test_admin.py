@@ -12,17 +12,11 @@ from django.urls import reverse
 
 from ads.models import Brand, Campaign, CampaignStatusChange, SettingChange, SpendEvent
 from ads.rules import PauseReason
-from ads.services import record_spend, refresh_campaign_states, save_brand, save_campaign
-from tests.conftest import NOW
+from ads.services import record_spend, save_brand, save_campaign
+from tests.conftest import NOW, admin_url
 from tests.factories import BrandFactory, CampaignFactory, UserFactory
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def frozen_clock(time_machine: time_machine.TimeMachineFixture) -> None:
-    """The admin reads the clock; the spends in these tests happen at NOW."""
-    time_machine.move_to(NOW, tick=False)
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("frozen_clock")]
 
 
 def brand_form(
@@ -52,11 +46,6 @@ def brand_form(
     return {k: v for k, v in data.items() if v != ""}
 
 
-def change_url(obj: object) -> str:
-    meta = obj._meta  # type: ignore[attr-defined]  # any model instance
-    return reverse(f"admin:ads_{meta.model_name}_change", args=[obj.pk])  # type: ignore[attr-defined]  # any model instance
-
-
 @pytest.fixture
 def exhausted_campaign() -> Campaign:
     campaign = CampaignFactory.create(brand__daily_budget=Decimal("10.00"))
@@ -69,7 +58,7 @@ def test_raising_a_budget_resumes_campaigns_at_once_audited_with_the_user(
 ) -> None:
     brand = exhausted_campaign.brand
 
-    response = admin_client.post(change_url(brand), brand_form(brand, daily_budget="50.00"))
+    response = admin_client.post(admin_url(brand), brand_form(brand, daily_budget="50.00"))
 
     assert response.status_code == 302
     exhausted_campaign.refresh_from_db()
@@ -90,10 +79,11 @@ def test_counters_cannot_be_edited_through_the_form(
 ) -> None:
     brand = exhausted_campaign.brand
 
-    admin_client.post(
-        change_url(brand), brand_form(brand, current_daily_spend="0", current_monthly_spend="0")
+    response = admin_client.post(
+        admin_url(brand), brand_form(brand, current_daily_spend="0", current_monthly_spend="0")
     )
 
+    assert response.status_code == 302  # saved, the counters left out
     brand.refresh_from_db()
     assert brand.current_daily_spend == Decimal("10.00")
 
@@ -101,11 +91,10 @@ def test_counters_cannot_be_edited_through_the_form(
 def test_disabling_a_campaign_on_its_page_pauses_it_for_that_user(
     admin_client: Client, admin_user: User
 ) -> None:
-    campaign = CampaignFactory.create()
-    refresh_campaign_states(at=NOW, actor="test")
+    campaign = CampaignFactory.create(evaluated_at=NOW)
 
     response = admin_client.post(
-        change_url(campaign), {"name": campaign.name, "daily_budget": "", "schedule": ""}
+        admin_url(campaign), {"name": campaign.name, "daily_budget": "", "schedule": ""}
     )
 
     assert response.status_code == 302
@@ -118,13 +107,13 @@ def test_disabling_a_campaign_on_its_page_pauses_it_for_that_user(
 def test_campaign_inline_on_the_brand_page_saves_through_the_services(
     admin_client: Client, admin_user: User
 ) -> None:
-    campaign = CampaignFactory.create()
-    refresh_campaign_states(at=NOW, actor="test")
+    campaign = CampaignFactory.create(evaluated_at=NOW)
     form = brand_form(campaign.brand, [campaign])
     del form["campaigns-0-is_enabled"]
 
-    admin_client.post(change_url(campaign.brand), form)
+    response = admin_client.post(admin_url(campaign.brand), form)
 
+    assert response.status_code == 302
     campaign.refresh_from_db()
     assert campaign.pause_reasons == (PauseReason.DISABLED,)
     assert SettingChange.objects.get().field == "is_enabled"
@@ -140,7 +129,7 @@ def test_adding_a_campaign_inline_evaluates_it_at_once(admin_client: Client) -> 
         "campaigns-0-is_enabled": "on",
     }
 
-    response = admin_client.post(change_url(brand), form)
+    response = admin_client.post(admin_url(brand), form)
 
     assert response.status_code == 302
     campaign = Campaign.objects.get()
@@ -151,13 +140,17 @@ def test_adding_a_campaign_inline_evaluates_it_at_once(admin_client: Client) -> 
 def test_enable_and_disable_actions_are_audited_with_the_user(
     admin_client: Client, admin_user: User
 ) -> None:
-    campaigns = CampaignFactory.create_batch(2)
-    refresh_campaign_states(at=NOW, actor="test")
+    campaigns = CampaignFactory.create_batch(2, evaluated_at=NOW)
     url = reverse("admin:ads_campaign_changelist")
 
-    admin_client.post(url, {"action": "disable", "_selected_action": [c.pk for c in campaigns]})
+    disabled = admin_client.post(
+        url, {"action": "disable", "_selected_action": [c.pk for c in campaigns]}
+    )
+    assert disabled.status_code == 302
     assert not Campaign.objects.filter(is_active=True).exists()
-    admin_client.post(url, {"action": "enable", "_selected_action": [campaigns[0].pk]})
+    enabled = admin_client.post(url, {"action": "enable", "_selected_action": [campaigns[0].pk]})
+
+    assert enabled.status_code == 302
 
     assert list(Campaign.objects.order_by("pk").values_list("is_active", flat=True)) == [
         True,
@@ -170,7 +163,7 @@ def test_enable_and_disable_actions_are_audited_with_the_user(
 def test_campaign_page_says_why_it_is_not_running(
     admin_client: Client, exhausted_campaign: Campaign
 ) -> None:
-    response = admin_client.get(change_url(exhausted_campaign))
+    response = admin_client.get(admin_url(exhausted_campaign))
 
     assert (
         "<strong>Brand daily budget exhausted</strong>: spent 10.00 of 10.00 today; "
@@ -202,7 +195,7 @@ def test_bad_brand_input_names_the_field_and_writes_nothing(
 ) -> None:
     brand = BrandFactory.create()
 
-    response = admin_client.post(change_url(brand), brand_form(brand, (), **{field: value}))
+    response = admin_client.post(admin_url(brand), brand_form(brand, (), **{field: value}))
 
     assert response.status_code == 200
     assert message in str(response.context["adminform"].form.errors[field])
@@ -235,7 +228,7 @@ def test_viewer_sees_but_cannot_change(client: Client, exhausted_campaign: Campa
 
     assert client.get(reverse("admin:ads_brand_changelist")).status_code == 200
     assert client.get(reverse("admin:ads_spendevent_changelist")).status_code == 200
-    response = client.post(change_url(brand), brand_form(brand, daily_budget="99"))
+    response = client.post(admin_url(brand), brand_form(brand, daily_budget="99"))
 
     assert response.status_code == 403
     assert Brand.objects.get().daily_budget == Decimal("10.00")
@@ -247,7 +240,7 @@ def test_budget_manager_changes_budgets_but_not_the_ledger(
     client.force_login(UserFactory.create(groups=["Budget managers"]))
     brand = exhausted_campaign.brand
 
-    response = client.post(change_url(brand), brand_form(brand, daily_budget="99"))
+    response = client.post(admin_url(brand), brand_form(brand, daily_budget="99"))
 
     assert response.status_code == 302
     assert Brand.objects.get().daily_budget == Decimal("99")
@@ -277,8 +270,7 @@ def test_admin_pages_render_with_search(
 
 
 def test_saving_a_brand_read_before_a_spend_keeps_that_spend() -> None:
-    campaign = CampaignFactory.create(brand__daily_budget=Decimal("10.00"))
-    refresh_campaign_states(at=NOW, actor="test")
+    campaign = CampaignFactory.create(brand__daily_budget=Decimal("10.00"), evaluated_at=NOW)
     on_the_page = Brand.objects.get()  # what the admin form was built from
     record_spend(campaign.pk, "10.00", at=NOW)  # commits meanwhile
 
@@ -292,8 +284,7 @@ def test_saving_a_brand_read_before_a_spend_keeps_that_spend() -> None:
 
 
 def test_saving_a_campaign_read_before_a_spend_keeps_that_spend() -> None:
-    campaign = CampaignFactory.create(daily_budget=Decimal("10.00"))
-    refresh_campaign_states(at=NOW, actor="test")
+    campaign = CampaignFactory.create(daily_budget=Decimal("10.00"), evaluated_at=NOW)
     on_the_page = Campaign.objects.get()
     record_spend(campaign.pk, "10.00", at=NOW)
 
@@ -316,7 +307,7 @@ def test_editing_a_campaign_inline_after_local_midnight_keeps_the_new_day_at_zer
     form["campaigns-0-name"] = "Renamed"
     form["campaigns-0-daily_budget"] = "10.00"
 
-    response = admin_client.post(change_url(campaign.brand), form)
+    response = admin_client.post(admin_url(campaign.brand), form)
 
     assert response.status_code == 302
     campaign.refresh_from_db()

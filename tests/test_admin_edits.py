@@ -38,26 +38,17 @@ from ads.models import (
     ScheduleWindow,
     SettingChange,
 )
-from ads.services import refresh_campaign_states, save_brand, set_campaigns_enabled
-from tests.conftest import NOW
+from ads.services import save_brand, set_campaigns_enabled
+from tests.conftest import NOW, admin_url
 from tests.factories import BrandFactory, CampaignFactory, ScheduleFactory
 from tests.html_forms import FormData, read_form
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def frozen_clock(time_machine: time_machine.TimeMachineFixture) -> None:
-    time_machine.move_to(NOW, tick=False)
-
-
-def change_url(obj: Model) -> str:
-    return reverse(f"admin:ads_{obj._meta.model_name}_change", args=[obj.pk])
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("frozen_clock")]
 
 
 def open_page(client: Client, obj: Model) -> FormData:
     """What the change page's form would send back untouched."""
-    response = client.get(change_url(obj))
+    response = client.get(admin_url(obj))
     assert response.status_code == 200
     return read_form(response.content.decode(), f"{obj._meta.model_name}_form")
 
@@ -93,7 +84,7 @@ def other_value(field: Field, name: str, current: list[str]) -> list[str]:
 
 def editable_forms(client: Client, obj: Model) -> list[tuple[str, Any, Model]]:
     """(prefix, form, instance) of the page's main form and every inline row."""
-    response = client.get(change_url(obj))
+    response = client.get(admin_url(obj))
     context = response.context
     found = [("", context["adminform"].form, obj)]
     for inline in context["inline_admin_formsets"]:
@@ -127,10 +118,9 @@ def world() -> dict[str, Any]:
     ScheduleFactory.create(name="Spare schedule")
     brand = BrandFactory.create(contact_email="old@example.com")
     BrandFactory.create(name="Spare brand")
-    campaign = CampaignFactory.create(brand=brand, daily_budget=Decimal("20.00"))
+    campaign = CampaignFactory.create(brand=brand, daily_budget=Decimal("20.00"), evaluated_at=NOW)
     key = ApiKey.objects.create(name="Feed", prefix="abc123", secret_hash="0" * 64)
     key.brands.set([brand])
-    refresh_campaign_states(at=NOW, actor="test")
     return {"brand": brand, "campaign": campaign, "schedule": schedule, "apikey": key}
 
 
@@ -165,7 +155,7 @@ def test_each_editable_field_of_each_admin_form_is_saved(
             if name == "brands":
                 data.pop("all_brands", None)
 
-            response = admin_client.post(change_url(obj), data)
+            response = admin_client.post(admin_url(obj), data)
 
             assert response.status_code == 302, (key, response.context["errors"])
             stored = saved_value(instance, prefix, name, field, admin_user)
@@ -183,7 +173,7 @@ def test_a_changed_contact_email_is_saved_and_audited(
     data = open_page(admin_client, brand)
     data["contact_email"] = ["new-contact@example.com"]
 
-    response = admin_client.post(change_url(brand), data)
+    response = admin_client.post(admin_url(brand), data)
 
     assert response.status_code == 302
     assert Brand.objects.get(pk=brand.pk).contact_email == "new-contact@example.com"
@@ -208,7 +198,7 @@ def test_a_stale_brand_page_does_not_switch_the_brand_on_again(
     save_brand(switched_off, changed_fields=["is_active"], actor="bob", at=NOW)  # B, meanwhile
     page["daily_budget"] = ["150.00"]  # A changes only the budget
 
-    response = admin_client.post(change_url(brand), page)
+    response = admin_client.post(admin_url(brand), page)
 
     assert response.status_code == 302
     saved = Brand.objects.get(pk=brand.pk)
@@ -227,7 +217,7 @@ def test_a_stale_campaign_page_does_not_enable_the_campaign_again(
     set_campaigns_enabled([campaign.pk], enabled=False, actor="bob", at=NOW)
     page["name"] = ["Renamed by A"]
 
-    response = admin_client.post(change_url(campaign), page)
+    response = admin_client.post(admin_url(campaign), page)
 
     assert response.status_code == 302
     saved = Campaign.objects.get(pk=campaign.pk)
@@ -242,7 +232,7 @@ def test_a_stale_campaign_row_on_the_brand_page_does_not_enable_it_again(
     set_campaigns_enabled([campaign.pk], enabled=False, actor="bob", at=NOW)
     page["monthly_budget"] = ["4000.00"]
 
-    response = admin_client.post(change_url(brand), page)
+    response = admin_client.post(admin_url(brand), page)
 
     assert response.status_code == 302
     assert not Campaign.objects.get(pk=campaign.pk).is_enabled
@@ -261,7 +251,7 @@ def test_changing_a_field_a_colleague_changed_meanwhile_is_refused_with_both_val
     page["contact_email"] = ["mine@example.com"]
     audit_before = SettingChange.objects.count()
 
-    response = admin_client.post(change_url(brand), page)
+    response = admin_client.post(admin_url(brand), page)
 
     assert response.status_code == 200
     text = response.content.decode()
@@ -276,7 +266,7 @@ def test_changing_a_field_a_colleague_changed_meanwhile_is_refused_with_both_val
     # The page now shows 300.00 as seen: saving again means "replace it with mine".
     again = read_form(text, "brand_form")
     assert again["initial-daily_budget"] == ["300.00"]
-    assert admin_client.post(change_url(brand), again).status_code == 302
+    assert admin_client.post(admin_url(brand), again).status_code == 302
     assert Brand.objects.get(pk=brand.pk).daily_budget == Decimal("250.00")
 
 
@@ -290,7 +280,7 @@ def test_the_same_change_made_by_both_is_not_a_conflict(
     save_brand(theirs, changed_fields=["daily_budget"], actor="bob", at=NOW)
     page["daily_budget"] = ["300.00"]
 
-    assert admin_client.post(change_url(brand), page).status_code == 302
+    assert admin_client.post(admin_url(brand), page).status_code == 302
 
 
 def test_a_campaign_row_switched_meanwhile_keeps_that_switch_when_this_person_left_it(
@@ -302,7 +292,7 @@ def test_a_campaign_row_switched_meanwhile_keeps_that_switch_when_this_person_le
     set_campaigns_enabled([campaign.pk], enabled=True, actor="bob", at=NOW)
     page["campaigns-0-daily_budget"] = ["35.00"]  # the row still shows the switch off
 
-    response = admin_client.post(change_url(brand), page)
+    response = admin_client.post(admin_url(brand), page)
 
     assert response.status_code == 302
     saved = Campaign.objects.get(pk=campaign.pk)
@@ -326,6 +316,7 @@ def test_bulk_switch_leaves_alone_campaigns_switched_by_someone_else_since_the_l
             follow=True,
         )
 
+    assert [status for _, status in response.redirect_chain] == [302]
     assert response.status_code == 200
     assert not Campaign.objects.get(pk=campaign.pk).is_enabled  # bob's choice stands
     assert Campaign.objects.get(pk=other.pk).is_enabled
@@ -343,7 +334,7 @@ def test_a_stale_api_key_page_does_not_write_back_its_brands(
     key.brands.set([spare])  # a colleague moved the key to another brand meanwhile
     page["name"] = ["Renamed feed"]
 
-    response = admin_client.post(change_url(key), page)
+    response = admin_client.post(admin_url(key), page)
 
     assert response.status_code == 302
     assert list(ApiKey.objects.get().brands.all()) == [spare]

@@ -18,12 +18,7 @@ from tests.conftest import NOW
 from tests.factories import BrandFactory, CampaignFactory, ScheduleFactory, UserFactory
 from tests.html_forms import read_form
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def frozen_clock(time_machine: time_machine.TimeMachineFixture) -> None:
-    time_machine.move_to(NOW, tick=False)
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("frozen_clock")]
 
 
 def page(client: Client, url: str) -> str:
@@ -38,8 +33,7 @@ def page(client: Client, url: str) -> str:
 def test_a_new_campaign_without_spend_can_be_deleted_by_a_budget_manager(client: Client) -> None:
     manager = UserFactory.create(is_staff=False, groups=["Budget managers"])
     client.force_login(manager)
-    campaign = CampaignFactory.create()
-    refresh_campaign_states(at=NOW, actor="test")  # it has a status change now
+    campaign = CampaignFactory.create(evaluated_at=NOW)  # it has a status change now
     url = reverse("admin:ads_campaign_delete", args=[campaign.pk])
 
     confirm = page(client, url)
@@ -97,8 +91,9 @@ def test_archiving_hides_switches_off_and_restoring_brings_back_switched_off(
     assert Campaign.objects.get().is_active
     listing = reverse("admin:ads_campaign_changelist")
 
-    admin_client.post(listing, {"action": "archive", "_selected_action": [campaign.pk]})
+    response = admin_client.post(listing, {"action": "archive", "_selected_action": [campaign.pk]})
 
+    assert response.status_code == 302
     archived = Campaign.objects.get()
     assert archived.archived_at == NOW
     assert (archived.is_enabled, archived.is_active) == (False, False)
@@ -109,8 +104,9 @@ def test_archiving_hides_switches_off_and_restoring_brings_back_switched_off(
     assert {("archived", "True"), ("is_enabled", "False")} <= audit
 
     archive = f"{listing}?archived=yes"  # where a person finds it to restore it
-    admin_client.post(archive, {"action": "restore", "_selected_action": [campaign.pk]})
+    response = admin_client.post(archive, {"action": "restore", "_selected_action": [campaign.pk]})
 
+    assert response.status_code == 302
     restored = Campaign.objects.get()
     assert restored.archived_at is None
     assert not restored.is_enabled  # a person turns it on
@@ -124,10 +120,11 @@ def test_an_archived_brand_leaves_the_dashboard_and_enforcement_passes(
     record_spend(campaign.pk, "9.00", at=NOW)
     assert "Gone" in page(admin_client, reverse("admin:index"))
 
-    admin_client.post(
+    response = admin_client.post(
         reverse("admin:ads_brand_changelist"),
         {"action": "archive", "_selected_action": [campaign.brand_id]},
     )
+    assert response.status_code == 302
     changes = CampaignStatusChange.objects.count()
     refresh_campaign_states(at=NOW, actor="enforce_budget_limits")
 
@@ -150,6 +147,7 @@ def test_a_monthly_budget_below_the_daily_one_is_saved_with_a_warning(
 
     response = admin_client.post(url, data, follow=True)
 
+    assert [status for _, status in response.redirect_chain] == [302]  # saved
     assert Brand.objects.get().monthly_budget == Decimal("50.00")
     text = response.content.decode()
     assert "The monthly budget (50.00) is below the daily budget (100.00)" in text
@@ -166,6 +164,7 @@ def test_a_campaign_budget_above_its_brands_is_saved_with_a_warning(
 
     response = admin_client.post(url, data, follow=True)
 
+    assert [status for _, status in response.redirect_chain] == [302]  # saved
     assert Campaign.objects.get().daily_budget == Decimal("300.00")
     assert (
         "Search: its own daily budget (300.00) is above the brand&#x27;s daily budget (100.00)"
@@ -181,6 +180,7 @@ def test_budgets_that_make_sense_save_without_a_warning(admin_client: Client) ->
 
     response = admin_client.post(url, data, follow=True)
 
+    assert [status for _, status in response.redirect_chain] == [302]  # saved
     assert "binds first" not in response.content.decode()
 
 
@@ -189,9 +189,12 @@ def test_budgets_that_make_sense_save_without_a_warning(admin_client: Client) ->
 
 @pytest.fixture
 def two_brands_paused() -> tuple[Campaign, Campaign]:
-    acme = CampaignFactory.create(brand__name="Acme", brand__daily_budget=Decimal("5.00"))
-    globex = CampaignFactory.create(brand__name="Globex", brand__daily_budget=Decimal("5.00"))
-    refresh_campaign_states(at=NOW, actor="test")
+    acme = CampaignFactory.create(
+        brand__name="Acme", brand__daily_budget=Decimal("5.00"), evaluated_at=NOW
+    )
+    globex = CampaignFactory.create(
+        brand__name="Globex", brand__daily_budget=Decimal("5.00"), evaluated_at=NOW
+    )
     record_spend(acme.pk, "5.00", at=NOW)
     record_spend(globex.pk, "5.00", at=NOW)
     return acme, globex

@@ -7,42 +7,11 @@ import pytest
 import time_machine
 from django.test import Client
 
-from ads.api_keys import issue_key
 from ads.models import ApiKey, Brand, Campaign, SpendEvent
-from ads.services import refresh_campaign_states
-from tests.conftest import NOW
+from tests.conftest import NOW, make_api_key
 from tests.factories import CampaignFactory
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def frozen_clock(time_machine: time_machine.TimeMachineFixture) -> None:
-    time_machine.move_to(NOW, tick=False)
-
-
-def make_key(*brands: Brand, revoked: bool = False) -> str:
-    api_key = ApiKey(name="feed", all_brands=not brands)
-    key = issue_key(api_key)
-    if revoked:
-        api_key.revoked_at = NOW
-    api_key.save()
-    api_key.brands.set(brands)
-    return key
-
-
-@pytest.fixture
-def campaign() -> Campaign:
-    campaign = CampaignFactory.create(
-        name="Search", brand__name="Acme", brand__daily_budget=Decimal("10.00")
-    )
-    refresh_campaign_states(at=NOW, actor="test")
-    return campaign
-
-
-@pytest.fixture
-def key() -> str:
-    return make_key()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("frozen_clock")]
 
 
 def post(client: Client, key: str | None, body: object) -> tuple[int, Any]:
@@ -57,10 +26,10 @@ def get(client: Client, key: str | None, url: str) -> tuple[int, Any]:
 
 
 def test_one_spend_is_recorded_and_reports_state_changes(
-    client: Client, key: str, campaign: Campaign
+    client: Client, api_key: str, campaign: Campaign
 ) -> None:
     status, body = post(
-        client, key, {"campaign_id": campaign.pk, "amount": "10.00", "idempotency_key": "o-1"}
+        client, api_key, {"campaign_id": campaign.pk, "amount": "10.00", "idempotency_key": "o-1"}
     )
 
     assert status == 200
@@ -79,11 +48,11 @@ def test_one_spend_is_recorded_and_reports_state_changes(
     assert SpendEvent.objects.get().source == "api"
 
 
-def test_duplicate_keys_are_idempotent(client: Client, key: str, campaign: Campaign) -> None:
+def test_duplicate_keys_are_idempotent(client: Client, api_key: str, campaign: Campaign) -> None:
     spend = {"campaign_id": campaign.pk, "amount": "1.50", "idempotency_key": "o-1"}
 
-    post(client, key, spend)
-    status, body = post(client, key, {"events": [spend, spend]})
+    post(client, api_key, spend)
+    status, body = post(client, api_key, {"events": [spend, spend]})
 
     assert status == 200
     assert [r["status"] for r in body["results"]] == ["already_recorded", "already_recorded"]
@@ -91,15 +60,17 @@ def test_duplicate_keys_are_idempotent(client: Client, key: str, campaign: Campa
 
 
 def test_a_producer_looks_a_spend_up_by_its_key(
-    client: Client, key: str, campaign: Campaign
+    client: Client, api_key: str, campaign: Campaign
 ) -> None:
-    post(client, key, {"campaign_id": campaign.pk, "amount": "1.50", "idempotency_key": "o/1 x"})
-    other_brand = make_key(CampaignFactory.create().brand)
+    post(
+        client, api_key, {"campaign_id": campaign.pk, "amount": "1.50", "idempotency_key": "o/1 x"}
+    )
+    other_brand = make_api_key(CampaignFactory.create().brand)
 
-    found = get(client, key, "/api/v1/spend?idempotency_key=o/1%20x")
-    missing = get(client, key, "/api/v1/spend?idempotency_key=o-2")
+    found = get(client, api_key, "/api/v1/spend?idempotency_key=o/1%20x")
+    missing = get(client, api_key, "/api/v1/spend?idempotency_key=o-2")
     hidden = get(client, other_brand, "/api/v1/spend?idempotency_key=o/1%20x")
-    misspelt = get(client, key, "/api/v1/spend?key=o-2")
+    misspelt = get(client, api_key, "/api/v1/spend?key=o-2")
 
     assert found == (
         200,
@@ -123,7 +94,7 @@ def test_a_producer_looks_a_spend_up_by_its_key(
 
 def test_a_key_whose_brands_were_deleted_sees_nothing(client: Client, campaign: Campaign) -> None:
     doomed = CampaignFactory.create(name="Gone").brand
-    key = make_key(doomed)
+    key = make_api_key(doomed)
     doomed.delete()  # no spend yet, so it may go
 
     assert get(client, key, "/api/v1/brands") == (200, [])
@@ -136,11 +107,13 @@ def test_a_key_whose_brands_were_deleted_sees_nothing(client: Client, campaign: 
 
 
 def test_a_conflict_with_another_brands_spend_does_not_show_it(
-    client: Client, key: str, campaign: Campaign
+    client: Client, api_key: str, campaign: Campaign
 ) -> None:
-    post(client, key, {"campaign_id": campaign.pk, "amount": "123.45", "idempotency_key": "k-1"})
+    post(
+        client, api_key, {"campaign_id": campaign.pk, "amount": "123.45", "idempotency_key": "k-1"}
+    )
     other = CampaignFactory.create()
-    other_key = make_key(other.brand)
+    other_key = make_api_key(other.brand)
 
     status, body = post(
         client, other_key, {"campaign_id": other.pk, "amount": "1.00", "idempotency_key": "k-1"}
@@ -172,9 +145,9 @@ def test_a_conflict_with_another_brands_spend_does_not_show_it(
     ],
 )
 def test_an_unknown_field_is_refused_not_dropped(
-    client: Client, key: str, campaign: Campaign, body: dict[str, object], line: str
+    client: Client, api_key: str, campaign: Campaign, body: dict[str, object], line: str
 ) -> None:
-    status, answer = post(client, key, body)
+    status, answer = post(client, api_key, body)
 
     assert status == 422
     assert any(detail.startswith(line) for detail in answer["detail"]), answer
@@ -182,12 +155,12 @@ def test_an_unknown_field_is_refused_not_dropped(
 
 
 def test_same_key_with_another_amount_is_a_409_and_changes_nothing(
-    client: Client, key: str, campaign: Campaign
+    client: Client, api_key: str, campaign: Campaign
 ) -> None:
-    post(client, key, {"campaign_id": campaign.pk, "amount": "1.50", "idempotency_key": "o-1"})
+    post(client, api_key, {"campaign_id": campaign.pk, "amount": "1.50", "idempotency_key": "o-1"})
 
     status, body = post(
-        client, key, {"campaign_id": campaign.pk, "amount": "2.00", "idempotency_key": "o-1"}
+        client, api_key, {"campaign_id": campaign.pk, "amount": "2.00", "idempotency_key": "o-1"}
     )
 
     assert status == 409
@@ -196,7 +169,7 @@ def test_same_key_with_another_amount_is_a_409_and_changes_nothing(
 
 
 def test_batch_with_one_bad_row_writes_nothing_and_names_its_index(
-    client: Client, key: str, campaign: Campaign
+    client: Client, api_key: str, campaign: Campaign
 ) -> None:
     events = [
         {"campaign_id": campaign.pk, "amount": "1.00", "idempotency_key": f"b-{n}"}
@@ -204,7 +177,7 @@ def test_batch_with_one_bad_row_writes_nothing_and_names_its_index(
     ]
     events[3]["amount"] = "NaN"
 
-    status, body = post(client, key, {"events": events})
+    status, body = post(client, api_key, {"events": events})
 
     assert status == 422
     assert body == {"detail": ["index 3: amount: 'NaN' is not a finite amount"]}
@@ -221,10 +194,10 @@ def test_batch_with_one_bad_row_writes_nothing_and_names_its_index(
     ],
 )
 def test_malformed_bodies_are_422_naming_the_field(
-    client: Client, key: str, campaign: Campaign, body: dict[str, object], where: str
+    client: Client, api_key: str, campaign: Campaign, body: dict[str, object], where: str
 ) -> None:
     response = client.post(
-        "/api/v1/spend", body, content_type="application/json", headers={"X-API-Key": key}
+        "/api/v1/spend", body, content_type="application/json", headers={"X-API-Key": api_key}
     )
 
     assert response.status_code == 422
@@ -243,14 +216,14 @@ def test_spend_needs_a_valid_key(client: Client, campaign: Campaign, presented: 
 
 
 def test_a_revoked_key_is_refused(client: Client, campaign: Campaign) -> None:
-    revoked = make_key(revoked=True)
+    revoked = make_api_key(revoked_at=NOW)
 
     assert get(client, revoked, "/api/v1/brands")[0] == 401
 
 
 def test_a_key_for_brand_a_sees_brand_b_as_missing(client: Client, campaign: Campaign) -> None:
     other = CampaignFactory.create(brand__name="Other")
-    key_for_acme = make_key(campaign.brand)
+    key_for_acme = make_api_key(campaign.brand)
 
     assert get(client, key_for_acme, f"/api/v1/campaigns/{other.pk}")[0] == 404
     assert get(client, key_for_acme, f"/api/v1/brands/{other.brand_id}")[0] == 404
@@ -263,10 +236,10 @@ def test_a_key_for_brand_a_sees_brand_b_as_missing(client: Client, campaign: Cam
     assert not SpendEvent.objects.exists()
 
 
-def test_brand_status(client: Client, key: str, campaign: Campaign) -> None:
-    post(client, key, {"campaign_id": campaign.pk, "amount": "8.00", "idempotency_key": "k"})
+def test_brand_status(client: Client, api_key: str, campaign: Campaign) -> None:
+    post(client, api_key, {"campaign_id": campaign.pk, "amount": "8.00", "idempotency_key": "k"})
 
-    status, body = get(client, key, f"/api/v1/brands/{campaign.brand_id}")
+    status, body = get(client, api_key, f"/api/v1/brands/{campaign.brand_id}")
 
     assert status == 200
     assert body == {
@@ -289,11 +262,11 @@ def test_brand_status(client: Client, key: str, campaign: Campaign) -> None:
 
 
 def test_brand_status_says_how_much_spend_is_over_budget(
-    client: Client, key: str, campaign: Campaign
+    client: Client, api_key: str, campaign: Campaign
 ) -> None:
-    post(client, key, {"campaign_id": campaign.pk, "amount": "15.00", "idempotency_key": "k"})
+    post(client, api_key, {"campaign_id": campaign.pk, "amount": "15.00", "idempotency_key": "k"})
 
-    body = get(client, key, f"/api/v1/brands/{campaign.brand_id}")[1]
+    body = get(client, api_key, f"/api/v1/brands/{campaign.brand_id}")[1]
 
     assert (body["spend_today"], body["left_today"], body["over_today"]) == (
         "15.00", "0.00", "5.00"
@@ -302,14 +275,14 @@ def test_brand_status_says_how_much_spend_is_over_budget(
 
 
 def test_status_after_local_midnight_shows_the_new_day_before_any_reset(
-    client: Client, key: str, campaign: Campaign, time_machine: time_machine.TimeMachineFixture
+    client: Client, api_key: str, campaign: Campaign, time_machine: time_machine.TimeMachineFixture
 ) -> None:
     Campaign.objects.update(daily_budget=Decimal("9.00"))
-    post(client, key, {"campaign_id": campaign.pk, "amount": "12.00", "idempotency_key": "k"})
+    post(client, api_key, {"campaign_id": campaign.pk, "amount": "12.00", "idempotency_key": "k"})
     time_machine.move_to("2026-11-28T00:30:00+00:00", tick=False)
 
-    brand = get(client, key, f"/api/v1/brands/{campaign.brand_id}")[1]
-    shown = get(client, key, f"/api/v1/campaigns/{campaign.pk}")[1]
+    brand = get(client, api_key, f"/api/v1/brands/{campaign.brand_id}")[1]
+    shown = get(client, api_key, f"/api/v1/campaigns/{campaign.pk}")[1]
 
     assert (brand["spend_today"], brand["left_today"], brand["over_today"]) == (
         "0.00", "10.00", "0.00"
@@ -318,12 +291,13 @@ def test_status_after_local_midnight_shows_the_new_day_before_any_reset(
     assert shown["daily_spend"] == "0.00"
 
 
-def test_campaign_status_and_filters(client: Client, key: str, campaign: Campaign) -> None:
-    paused = CampaignFactory.create(brand=campaign.brand, name="Off", is_enabled=False)
-    refresh_campaign_states(at=NOW, actor="test")
+def test_campaign_status_and_filters(client: Client, api_key: str, campaign: Campaign) -> None:
+    paused = CampaignFactory.create(
+        brand=campaign.brand, name="Off", is_enabled=False, evaluated_at=NOW
+    )
 
-    status, body = get(client, key, f"/api/v1/campaigns/{paused.pk}")
-    active = get(client, key, f"/api/v1/campaigns?brand={campaign.brand_id}&active=true")[1]
+    status, body = get(client, api_key, f"/api/v1/campaigns/{paused.pk}")
+    active = get(client, api_key, f"/api/v1/campaigns?brand={campaign.brand_id}&active=true")[1]
 
     assert status == 200
     assert body["pause_reasons"] == ["disabled"]
@@ -369,7 +343,11 @@ def test_a_key_made_in_the_admin_is_shown_once_stored_hashed_and_revocable(
     assert get(Client(), key, "/api/v1/brands")[0] == 200
     assert key not in admin_client.get(f"/admin/ads/apikey/{api_key.pk}/change/").content.decode()
 
-    admin_client.post("/admin/ads/apikey/", {"action": "revoke", "_selected_action": [api_key.pk]})
+    revoked = admin_client.post(
+        "/admin/ads/apikey/", {"action": "revoke", "_selected_action": [api_key.pk]}
+    )
+
+    assert revoked.status_code == 302
 
     assert get(Client(), key, "/api/v1/brands")[0] == 401
 

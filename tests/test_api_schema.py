@@ -8,11 +8,10 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from ad_budget_project.wsgi import application
-from ads.api_keys import issue_key
-from ads.models import ApiKey
-from ads.services import refresh_campaign_states
-from tests.conftest import NOW
+from tests.conftest import NOW, make_api_key
 from tests.factories import CampaignFactory
+
+pytestmark = pytest.mark.schemathesis
 
 schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", application)
 
@@ -20,12 +19,8 @@ schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", application)
 @pytest.fixture
 def api_key(transactional_db: None) -> str:
     """Committed data: the WSGI app closes its connection after every request."""
-    CampaignFactory.create_batch(2)  # something for the ids to find
-    refresh_campaign_states(at=NOW, actor="test")
-    key_row = ApiKey(name="schemathesis", all_brands=True)
-    key = issue_key(key_row)
-    key_row.save()
-    return key
+    CampaignFactory.create_batch(2, evaluated_at=NOW)  # something for the ids to find
+    return make_api_key(name="schemathesis")
 
 
 @schema.parametrize()

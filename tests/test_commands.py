@@ -96,6 +96,7 @@ def test_seed_demo_runs_again_after_a_budget_was_changed() -> None:
     assert SpendEvent.objects.count() == 100
 
 
+@pytest.mark.process
 def test_broker_url_falls_back_when_a_broker_accepts_but_never_answers() -> None:
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))

@@ -26,13 +26,11 @@ from django.test import Client
 from pytest_django.live_server_helper import LiveServer
 
 from ads import tasks
-from ads.api_keys import issue_key
-from ads.models import ApiKey, Brand, Campaign, CampaignStatusChange, SpendEvent
+from ads.models import Brand, Campaign, CampaignStatusChange, SpendEvent
 from ads.services import SpendInput, record_spend, record_spend_batch
 from ads.validation import SpendConflict, describe
-from tests.conftest import NOW
+from tests.conftest import NOW, lock_waiters, make_api_key, wait_until
 from tests.factories import BrandFactory, CampaignFactory
-from tests.reliability.processes import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -68,6 +66,7 @@ def run_processes(target: Callable[..., None], args: Sequence[tuple[object, ...]
     assert [p.exitcode for p in processes] == [0] * len(processes)
 
 
+@pytest.mark.process
 def test_four_processes_of_250_spends_end_with_exact_counters() -> None:
     brand = BrandFactory.create(daily_budget=Decimal("100000"), monthly_budget=Decimal("100000"))
     campaign_ids = [c.pk for c in CampaignFactory.create_batch(3, brand=brand)]
@@ -99,6 +98,7 @@ def spend_with_key(
         connections.close_all()
 
 
+@pytest.mark.process
 def test_same_key_from_four_processes_at_once_records_one_event() -> None:
     campaign = CampaignFactory.create()
     barrier, outcomes = fork.Barrier(PROCESSES), fork.Queue()
@@ -111,6 +111,7 @@ def test_same_key_from_four_processes_at_once_records_one_event() -> None:
     assert Brand.objects.get().current_daily_spend == Decimal("5.00")
 
 
+@pytest.mark.process
 def test_same_key_on_two_brands_at_once_records_one_and_rejects_the_other() -> None:
     # Different brands take different locks, so the unique index decides.
     first, second = CampaignFactory.create(), CampaignFactory.create()
@@ -139,6 +140,7 @@ def run_task_at(task_name: str, barrier: Barrier) -> None:
         connections.close_all()
 
 
+@pytest.mark.process
 @pytest.mark.parametrize(
     ("task_name", "actor"),
     [("reset_daily_budgets", "reset_daily_budgets"), ("enforce_budget_limits", None)],
@@ -180,14 +182,13 @@ def post_spends(url: str, key: str, campaign_ids: Sequence[int], worker: int) ->
             assert response.status == 200
 
 
+@pytest.mark.process
 def test_eight_http_clients_of_250_spends_end_with_exact_counters(
     live_server: LiveServer,
 ) -> None:
     brand = BrandFactory.create(daily_budget=Decimal("100000"), monthly_budget=Decimal("100000"))
     campaign_ids = [c.pk for c in CampaignFactory.create_batch(3, brand=brand)]
-    api_key = ApiKey(name="load test", all_brands=True)
-    key = issue_key(api_key)
-    api_key.save()
+    key = make_api_key(name="load test")
     clients = 8
     expected = sum(
         (amount_for(w, n) for w in range(clients) for n in range(SPENDS_PER_PROCESS)), Decimal(0)
@@ -245,17 +246,6 @@ def while_key_is_held(holder_campaign: int, racer: Callable[[], str]) -> str:
     return outcome[0]
 
 
-def lock_waiters() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_stat_clear_snapshot()")  # the view is cached per transaction
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        )
-        (waiting,) = cursor.fetchone() or (0,)
-    return int(waiting)
-
-
 def conflict(holder: int) -> str:
     return (
         f"'{KEY}' was already used for a different spend (campaign {holder}, amount 5.00); "
@@ -280,9 +270,7 @@ def race_single_service(campaign_id: int, caplog: pytest.LogCaptureFixture) -> s
 
 
 def race_api(campaign_id: int, caplog: pytest.LogCaptureFixture) -> str:
-    api_key = ApiKey(name="feed", all_brands=True)
-    key = issue_key(api_key)
-    api_key.save()
+    key = make_api_key()
     body = {"events": [{"campaign_id": campaign_id, "amount": "5.00", "idempotency_key": KEY}]}
     response = Client().post(
         "/api/v1/spend", body, content_type="application/json", headers={"X-API-Key": key}

@@ -17,30 +17,24 @@ from django.db import connection
 
 from ads import tasks
 from ads.models import MAX_COUNTER, Brand, Campaign, SpendEvent
-from ads.services import SpendInput, record_spend, record_spend_batch, refresh_campaign_states
+from ads.services import SpendInput, record_spend, record_spend_batch
 from tests.conftest import NOW
 from tests.factories import CampaignFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("frozen_clock")]
 
 LIMIT = "9,223,372,036,854.775807"
 
 
-@pytest.fixture(autouse=True)
-def frozen_clock(time_machine: time_machine.TimeMachineFixture) -> None:
-    time_machine.move_to(NOW, tick=False)
-
-
 @pytest.fixture
 def campaign() -> Campaign:
-    campaign = CampaignFactory.create(
+    return CampaignFactory.create(
         name="Search",
         brand__name="Acme",
         brand__daily_budget=Decimal("9999999999.99"),
         brand__monthly_budget=Decimal("9999999999.99"),
+        evaluated_at=NOW,
     )
-    refresh_campaign_states(at=NOW, actor="test")
-    return campaign
 
 
 def counters() -> tuple[object, ...]:

@@ -6,7 +6,6 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-import time_machine
 from django.contrib.auth.models import Permission
 from django.http import StreamingHttpResponse
 from django.test import Client
@@ -18,19 +17,16 @@ from ads.services import record_spend, refresh_campaign_states, set_campaigns_en
 from tests.conftest import NOW
 from tests.factories import BrandFactory, CampaignFactory, UserFactory
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def frozen_clock(time_machine: time_machine.TimeMachineFixture) -> None:
-    time_machine.move_to(NOW, tick=False)  # 12:00 UTC: half of a UTC day has passed
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("frozen_clock")]
 
 
 def brand_spending(name: str, spend: str, budget: str = "100") -> Campaign:
     campaign = CampaignFactory.create(
-        name=f"{name} search", brand__name=name, brand__daily_budget=Decimal(budget)
+        name=f"{name} search",
+        brand__name=name,
+        brand__daily_budget=Decimal(budget),
+        evaluated_at=NOW - timedelta(hours=2),  # running first
     )
-    refresh_campaign_states(at=NOW - timedelta(hours=2), actor="test")  # running first
     record_spend(campaign.pk, spend, at=NOW - timedelta(hours=1))
     return campaign
 
@@ -73,8 +69,7 @@ def test_dashboard_answers_the_morning_questions(admin_client: Client) -> None:
     near = brand_spending("Near", "80")
     brand_spending("Calm", "5")
     over = brand_spending("Over", "100")
-    disabled = CampaignFactory.create(name="Switched off", brand=near.brand)
-    refresh_campaign_states(at=NOW, actor="test")
+    disabled = CampaignFactory.create(name="Switched off", brand=near.brand, evaluated_at=NOW)
     set_campaigns_enabled([disabled.pk], enabled=False, actor="alice", at=NOW)
 
     page = admin_client.get(reverse("admin:index")).content.decode()

@@ -7,7 +7,6 @@ from decimal import Decimal
 import pytest
 import time_machine
 from django.test import Client
-from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from pytest_django import DjangoAssertNumQueries
 
@@ -21,6 +20,7 @@ from ads.models import (
 )
 from ads.rules import EVERY_DAY, PauseReason, weekday_mask
 from ads.services import record_spend, refresh_campaign_states
+from tests.conftest import writes
 from tests.factories import BrandFactory, CampaignFactory, ScheduleFactory
 
 pytestmark = pytest.mark.django_db
@@ -42,10 +42,6 @@ def nine_to_five() -> Schedule:
         schedule=schedule, weekdays=EVERY_DAY, start=time(9), end=time(17)
     )
     return schedule
-
-
-def writes(queries: CaptureQueriesContext) -> list[str]:
-    return [q["sql"] for q in queries.captured_queries if q["sql"].startswith(("INSERT", "UPDATE"))]
 
 
 def test_enforcement_over_1000_campaigns_in_20_zones_flips_exactly_the_crossed_windows(
@@ -213,8 +209,7 @@ def test_opening_a_window_in_the_admin_resumes_its_campaigns_at_once(
     window = ScheduleWindow.objects.create(
         schedule=schedule, weekdays=EVERY_DAY, start=time(6), end=time(12)
     )
-    campaign = CampaignFactory.create(schedule=schedule)
-    refresh_campaign_states(at=AFTER, actor="test")
+    campaign = CampaignFactory.create(schedule=schedule, evaluated_at=AFTER)
     assert not Campaign.objects.get().is_active
 
     response = admin_client.post(
@@ -239,8 +234,9 @@ def test_campaign_page_says_whether_the_schedule_allows_now_and_when_it_changes(
     admin_client: Client, time_machine: time_machine.TimeMachineFixture
 ) -> None:
     time_machine.move_to(AFTER, tick=False)  # 09:00 in New York
-    campaign = CampaignFactory.create(schedule=nine_to_five(), brand__timezone="America/New_York")
-    refresh_campaign_states(at=AFTER, actor="test")
+    campaign = CampaignFactory.create(
+        schedule=nine_to_five(), brand__timezone="America/New_York", evaluated_at=AFTER
+    )
 
     page = admin_client.get(reverse("admin:ads_campaign_change", args=[campaign.pk]))
 

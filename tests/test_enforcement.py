@@ -4,13 +4,12 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.test.utils import CaptureQueriesContext
 from pytest_django import DjangoAssertNumQueries
 
 from ads.models import Brand, Campaign, CampaignStatusChange
 from ads.rules import PauseReason
 from ads.services import record_spend, refresh_campaign_states
-from tests.conftest import NOW
+from tests.conftest import NOW, writes
 from tests.factories import BrandFactory, CampaignFactory
 
 pytestmark = pytest.mark.django_db
@@ -26,10 +25,6 @@ def make_campaigns(count: int) -> None:
     Campaign.objects.bulk_create(
         Campaign(brand=brands[n % len(brands)], name=f"c{n}") for n in range(count)
     )
-
-
-def writes(queries: CaptureQueriesContext) -> list[str]:
-    return [q["sql"] for q in queries.captured_queries if q["sql"].startswith(("INSERT", "UPDATE"))]
 
 
 @pytest.mark.parametrize("count", [10, 1000])

@@ -133,6 +133,7 @@ def status(url: str) -> int:
         return error.code
 
 
+@pytest.mark.process
 @pytest.mark.parametrize(
     ("path", "answer", "line"),
     [
@@ -199,6 +200,7 @@ def test_celerys_line_for_every_task_is_kept_when_asked_for() -> None:
     assert len(out.getvalue().splitlines()) == 3
 
 
+@pytest.mark.process
 def test_the_fallback_broker_is_used_without_a_warning() -> None:
     """`make run` without Redis announces filesystem://; neither the worker's minutely
     connections nor `manage.py health` may log kombu's "No hostname was supplied"."""

@@ -21,8 +21,7 @@ def ledger_total(brand: Brand) -> Decimal:
 
 
 def test_reference_case_pauses_on_the_thousandth_spend_of_ten_cents() -> None:
-    campaign = CampaignFactory.create(brand__daily_budget=Decimal("100.00"))
-    refresh_campaign_states(at=NOW, actor="test")
+    campaign = CampaignFactory.create(brand__daily_budget=Decimal("100.00"), evaluated_at=NOW)
 
     for n in range(1, 1000):
         result = record_spend(campaign.pk, Decimal("0.10"), at=NOW)
@@ -39,8 +38,7 @@ def test_reference_case_pauses_on_the_thousandth_spend_of_ten_cents() -> None:
 
 
 def test_spends_of_ten_and_seventy_cents_exhaust_a_budget_of_eighty() -> None:
-    campaign = CampaignFactory.create(brand__daily_budget=Decimal("0.80"))
-    refresh_campaign_states(at=NOW, actor="test")
+    campaign = CampaignFactory.create(brand__daily_budget=Decimal("0.80"), evaluated_at=NOW)
 
     assert record_spend(campaign.pk, "0.10", at=NOW).campaign.is_active
     result = record_spend(campaign.pk, "0.70", at=NOW)
@@ -51,9 +49,9 @@ def test_spends_of_ten_and_seventy_cents_exhaust_a_budget_of_eighty() -> None:
 
 def test_spend_pauses_every_campaign_of_the_brand_and_reports_each_change() -> None:
     brand = BrandFactory.create(daily_budget=Decimal("5.00"))
-    spender, sibling = CampaignFactory.create(brand=brand), CampaignFactory.create(brand=brand)
-    other_brand_campaign = CampaignFactory.create()
-    refresh_campaign_states(at=NOW, actor="test")
+    spender = CampaignFactory.create(brand=brand, evaluated_at=NOW)
+    sibling = CampaignFactory.create(brand=brand, evaluated_at=NOW)
+    other_brand_campaign = CampaignFactory.create(evaluated_at=NOW)
 
     result = record_spend(spender.pk, "5", at=NOW)
 
@@ -64,9 +62,8 @@ def test_spend_pauses_every_campaign_of_the_brand_and_reports_each_change() -> N
 
 def test_campaign_daily_budget_pauses_only_that_campaign() -> None:
     brand = BrandFactory.create()
-    capped = CampaignFactory.create(brand=brand, daily_budget=Decimal("1.00"))
-    uncapped = CampaignFactory.create(brand=brand)
-    refresh_campaign_states(at=NOW, actor="test")
+    capped = CampaignFactory.create(brand=brand, daily_budget=Decimal("1.00"), evaluated_at=NOW)
+    uncapped = CampaignFactory.create(brand=brand, evaluated_at=NOW)
 
     result = record_spend(capped.pk, "1.00", at=NOW)
 
@@ -113,8 +110,7 @@ def test_pause_reasons_list_every_failing_rule() -> None:
 
 
 def test_spend_on_a_paused_campaign_is_still_recorded_and_counted() -> None:
-    campaign = CampaignFactory.create(is_enabled=False)
-    refresh_campaign_states(at=NOW, actor="test")
+    campaign = CampaignFactory.create(is_enabled=False, evaluated_at=NOW)
 
     result = record_spend(campaign.pk, "2.50", at=NOW)
 
@@ -125,8 +121,7 @@ def test_spend_on_a_paused_campaign_is_still_recorded_and_counted() -> None:
 
 
 def test_disabled_campaign_stays_inactive_through_enforcement_and_budget_raise() -> None:
-    campaign = CampaignFactory.create(brand__daily_budget=Decimal("1.00"))
-    refresh_campaign_states(at=NOW, actor="test")
+    campaign = CampaignFactory.create(brand__daily_budget=Decimal("1.00"), evaluated_at=NOW)
     set_campaigns_enabled([campaign.pk], enabled=False, actor="alice", at=NOW)
     record_spend(campaign.pk, "1.00", at=NOW)
 

@@ -42,6 +42,7 @@ ENTRY_POINTS = {
 }
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("command", ENTRY_POINTS.values(), ids=ENTRY_POINTS.keys())
 def test_a_missing_secret_key_is_one_line_on_stderr_not_a_traceback(command: list[str]) -> None:
     result = run(command, DEBUG="0", SECRET_KEY="")
@@ -51,6 +52,7 @@ def test_a_missing_secret_key_is_one_line_on_stderr_not_a_traceback(command: lis
     assert result.stderr.startswith("error: SECRET_KEY is not set. With DEBUG off")
 
 
+@pytest.mark.process
 def test_a_malformed_setting_is_one_line_on_stderr_not_a_traceback() -> None:
     result = manage("check", DEBUG="1", CELERY_VISIBILITY_TIMEOUT="five minutes")
 
@@ -59,6 +61,7 @@ def test_a_malformed_setting_is_one_line_on_stderr_not_a_traceback() -> None:
     assert result.stderr.startswith("error: a setting in the environment or .env has an invalid")
 
 
+@pytest.mark.process
 def test_refuses_to_start_without_a_secret_key_when_debug_is_off() -> None:
     result = manage("check", DEBUG="0", SECRET_KEY="")
 
@@ -67,6 +70,7 @@ def test_refuses_to_start_without_a_secret_key_when_debug_is_off() -> None:
     assert "set DEBUG=1 for local development" in result.stderr
 
 
+@pytest.mark.process
 def test_refuses_the_development_placeholder_key_when_debug_is_off() -> None:
     placeholder = "django-insecure-development-only-do-not-use-in-production"
 
@@ -76,10 +80,12 @@ def test_refuses_the_development_placeholder_key_when_debug_is_off() -> None:
     assert "SECRET_KEY is not set" in result.stderr
 
 
+@pytest.mark.process
 def test_starts_with_the_placeholder_key_in_debug() -> None:
     assert manage("check", DEBUG="1", SECRET_KEY="").returncode == 0
 
 
+@pytest.mark.process
 def test_deploy_check_is_clean_with_a_real_key() -> None:
     result = manage(
         "check",
@@ -108,6 +114,7 @@ def test_the_env_file_make_creates_leaves_debug_off() -> None:
     assert "SECRET_KEY" not in settings_lines
 
 
+@pytest.mark.process
 def test_debug_is_off_unless_turned_on() -> None:
     result = manage("diffsettings", "--all", SECRET_KEY="k" * 50, DEBUG="")
 

@@ -8,25 +8,10 @@ import time_machine
 from django.core.management import CommandError, call_command
 
 from ads.models import Brand, Campaign, CampaignStatusChange, SpendEvent
-from ads.services import refresh_campaign_states
 from tests.conftest import NOW
 from tests.factories import CampaignFactory
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def frozen_clock(time_machine: time_machine.TimeMachineFixture) -> None:
-    time_machine.move_to(NOW, tick=False)
-
-
-@pytest.fixture
-def campaign() -> Campaign:
-    campaign = CampaignFactory.create(
-        name="Search", brand__name="Acme", brand__daily_budget=Decimal("10.00")
-    )
-    refresh_campaign_states(at=NOW, actor="test")
-    return campaign
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("frozen_clock")]
 
 
 def simulate(*args: str) -> str:
@@ -47,8 +32,7 @@ def test_prints_the_spend_the_totals_and_budget_left(campaign: Campaign) -> None
 
 
 def test_lists_every_campaign_whose_state_changed(campaign: Campaign) -> None:
-    sibling = CampaignFactory.create(brand=campaign.brand, name="Display")
-    refresh_campaign_states(at=NOW, actor="test")
+    sibling = CampaignFactory.create(brand=campaign.brand, name="Display", evaluated_at=NOW)
 
     out = simulate(str(campaign.pk), "10")
 

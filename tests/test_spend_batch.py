@@ -12,7 +12,7 @@ from django.core.management import CommandError, call_command
 
 from ads import tasks
 from ads.models import Brand, Campaign, CampaignStatusChange, SpendEvent
-from ads.services import SpendInput, record_spend, record_spend_batch, refresh_campaign_states
+from ads.services import SpendInput, record_spend, record_spend_batch
 from tests.conftest import NOW
 from tests.factories import BrandFactory, CampaignFactory
 
@@ -21,9 +21,8 @@ pytestmark = pytest.mark.django_db
 
 def three_campaigns(name: str) -> list[int]:
     brand = BrandFactory.create(name=name, daily_budget=Decimal("60"), timezone="Asia/Tokyo")
-    capped = CampaignFactory.create(brand=brand, daily_budget=Decimal("15"))
-    others = CampaignFactory.create_batch(2, brand=brand)
-    refresh_campaign_states(at=NOW, actor="test")
+    capped = CampaignFactory.create(brand=brand, daily_budget=Decimal("15"), evaluated_at=NOW)
+    others = CampaignFactory.create_batch(2, brand=brand, evaluated_at=NOW)
     return [capped.pk, *(c.pk for c in others)]
 
 

@@ -6,8 +6,7 @@ database. Waiting polls the database until the worker is done, with a bound.
 """
 
 import logging
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from decimal import Decimal
@@ -24,10 +23,11 @@ from pytest_django import Settings
 from ad_budget_project.celery import app
 from ads import tasks
 from ads.models import Brand, Campaign, CampaignStatusChange, PendingSpend, SpendEvent
-from ads.services import refresh_campaign_states
+from tests.conftest import wait_until
 from tests.factories import CampaignFactory
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# A real worker (in this process) consuming from a real Redis.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.process, pytest.mark.redis]
 
 
 def close_worker_connections(**_: object) -> None:
@@ -57,14 +57,6 @@ def queue_length() -> int:
     return int(redis.Redis.from_url(app.conf.broker_url).llen("celery"))
 
 
-def wait_until(done: Callable[[], bool], what: str, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while not done():
-        if time.monotonic() > deadline:
-            pytest.fail(f"the worker did not {what} within {seconds} s")
-        time.sleep(0.05)
-
-
 def worker_idle() -> bool:
     return queue_length() == 0 and not state.active_requests and not state.reserved_requests
 
@@ -76,7 +68,9 @@ def test_queued_spends_are_recorded_exactly_once(worker: WorkController) -> None
     for n in range(0, 40, 4):  # a producer retrying some of them
         tasks.record_spend.delay(campaign.pk, "0.25", idempotency_key=f"feed-{n}")
 
-    wait_until(lambda: SpendEvent.objects.count() >= 40 and worker_idle(), "record 40 spends")
+    wait_until(
+        lambda: SpendEvent.objects.count() >= 40 and worker_idle(), "the worker recording 40 spends"
+    )
 
     assert SpendEvent.objects.count() == 40
     assert set(SpendEvent.objects.values_list("source", flat=True)) == {"task"}
@@ -96,7 +90,9 @@ def test_bad_queued_spend_is_dropped_not_retried(worker: WorkController) -> None
         tasks.record_spend.delay(campaign.pk, "-4", idempotency_key="bad-1")
         tasks.record_spend.delay(campaign.pk, "4", idempotency_key="good-1")
 
-        wait_until(lambda: SpendEvent.objects.exists() and worker_idle(), "settle the queue")
+        wait_until(
+            lambda: SpendEvent.objects.exists() and worker_idle(), "the worker settling the queue"
+        )
     finally:
         task_retry.disconnect(note_retry)
 
@@ -105,26 +101,29 @@ def test_bad_queued_spend_is_dropped_not_retried(worker: WorkController) -> None
 
 
 def test_enforcement_task_runs_through_the_broker(worker: WorkController) -> None:
-    campaign = CampaignFactory.create()
-    refresh_campaign_states(at=timezone.now(), actor="test")
+    campaign = CampaignFactory.create(evaluated_at=timezone.now())
     Brand.objects.update(daily_budget=Decimal(0))  # lowered behind the services' back
 
     tasks.enforce_budget_limits.delay()
 
-    wait_until(lambda: not Campaign.objects.get(pk=campaign.pk).is_active, "pause the campaign")
+    wait_until(
+        lambda: not Campaign.objects.get(pk=campaign.pk).is_active,
+        "the worker pausing the campaign",
+    )
     assert CampaignStatusChange.objects.latest("pk").actor == "enforce_budget_limits"
 
 
 def test_reset_task_runs_through_the_broker(worker: WorkController) -> None:
-    campaign = CampaignFactory.create(brand__daily_budget=Decimal(5))
-    refresh_campaign_states(at=timezone.now(), actor="test")
+    campaign = CampaignFactory.create(brand__daily_budget=Decimal(5), evaluated_at=timezone.now())
     yesterday = timezone.now().date() - timedelta(days=1)
     Brand.objects.update(counters_day=yesterday, current_daily_spend=Decimal(5))
     Campaign.objects.update(daily_spend=Decimal(5))
 
     tasks.reset_daily_budgets.delay()
 
-    wait_until(lambda: Brand.objects.get().counters_day != yesterday, "reset the day")
+    wait_until(
+        lambda: Brand.objects.get().counters_day != yesterday, "the worker resetting the day"
+    )
     assert Brand.objects.get().current_daily_spend == Decimal(0)
     assert Campaign.objects.get(pk=campaign.pk).daily_spend == Decimal(0)
 
@@ -146,7 +145,10 @@ def test_a_queued_spend_lost_on_the_way_is_sent_again_and_recorded_once(
     with caplog.at_level(logging.INFO, logger="ads.tasks"):
         tasks.requeue_spends()
         with running_worker():
-            wait_until(lambda: not PendingSpend.objects.exists() and worker_idle(), "record all")
+            wait_until(
+                lambda: not PendingSpend.objects.exists() and worker_idle(),
+                "the worker recording all",
+            )
         tasks.requeue_spends()
 
     assert "4 sent again, 0 already recorded and cleared" in caplog.text

@@ -30,7 +30,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = settings.VAR_DIR / "screenshots"
 PASSWORD = "a-long-browser-password"
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Chromium and a live server.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser, pytest.mark.process]
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -30,6 +29,8 @@ from django.conf import settings
 from django.db import connection, connections
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
+from tests.conftest import wait_until
+
 ROOT = Path(__file__).resolve().parents[2]
 LOGS = ROOT / "var" / "reliability"
 
@@ -44,16 +45,6 @@ def report(figures: str) -> None:
     with (LOGS / "figures.txt").open("a") as out:
         out.write(line + "\n")
     print("\n" + line)
-
-
-def wait_until(done: Callable[[], bool], what: str, seconds: float) -> float:
-    """Poll until done() or fail after `seconds`; returns the seconds it took."""
-    start = time.monotonic()
-    while not done():
-        if time.monotonic() - start > seconds:
-            pytest.fail(f"{what}: not within {seconds} s")
-        time.sleep(0.05)
-    return time.monotonic() - start
 
 
 def free_port() -> int:
@@ -170,6 +161,15 @@ class Program:
             os.killpg(self.pid, signal.SIGKILL)
         self.process.wait(timeout=60)
 
+    @property
+    def tasks(self) -> Path:
+        """Where its pool processes mark the tasks they run (tests/reliability/clocked.py)."""
+        return self.log.with_suffix(".tasks")
+
+    def running(self) -> set[int]:
+        """The pids of its pool processes that are running a task now."""
+        return {int(mark.name) for mark in self.tasks.glob("*")} if self.tasks.exists() else set()
+
     def text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
@@ -190,6 +190,7 @@ def start_celery(
     whenever it exits (tests/reliability/supervise.py)."""
     LOGS.mkdir(parents=True, exist_ok=True)
     log = LOGS / f"{name}.log"
+    shutil.rmtree(log.with_suffix(".tasks"), ignore_errors=True)  # a previous run's marks
     environment = os.environ | {
         "DATABASE_URL": database_url(),
         "CELERY_BROKER_URL": broker,
@@ -197,6 +198,7 @@ def start_celery(
         "PYTHONUNBUFFERED": "1",
         # The scenarios count Celery's "received" and Beat's "Sending due task" lines.
         "LOG_EVERY_TASK": "1",
+        "RELIABILITY_TASK_MARKS": str(log.with_suffix(".tasks")),
     }
     with log.open("wb") as out:
         process = subprocess.Popen(

@@ -19,10 +19,12 @@ from django.utils import timezone
 
 from ads.models import Brand, Campaign, CampaignStatusChange
 from ads.services import record_spend
+from tests.conftest import wait_until
 from tests.factories import BrandFactory, CampaignFactory
-from tests.reliability.invariants import assert_invariants, snapshot_ledger
+from tests.invariants import assert_invariants, snapshot_ledger
 from tests.reliability.processes import (
     Program,
+    RedisServer,
     every_second,
     programs,
     redis_server,
@@ -31,26 +33,47 @@ from tests.reliability.processes import (
     start_worker,
 )
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.slow,
+    pytest.mark.process,
+    pytest.mark.redis,
+]
 
 BEFORE_MIDNIGHT = datetime(2026, 11, 30, 23, 59, 54, tzinfo=UTC)  # month end in UTC
 NEW_YORK_1AM = datetime(2026, 12, 1, 6, 0, tzinfo=UTC)  # an hour after its midnight
-RUN_SECONDS = 12
+RUN_SECONDS = 12  # at least: many schedule periods pass on the virtual clock
 
 
-def run_phase(prefix: str, start: datetime, broker: str, started: list[Program]) -> list[Program]:
-    """Two Beats and a worker on a clock that reads `start` now, for RUN_SECONDS."""
+def run_phase(
+    prefix: str, start: datetime, redis: RedisServer, started: list[Program], zones: list[str]
+) -> list[Program]:
+    """Two Beats and a worker on a clock that reads `start` now, until each Beat sent the
+    daily reset three times, the `zones` rolled into the new day and month, and
+    RUN_SECONDS passed; then the Beats stop, and the worker once it ran what they sent."""
     offset = start.timestamp() - time_machine.escape_hatch.time.time()  # real, not travelled
-    phase = [
-        start_worker(f"{prefix}-worker", broker=broker, offset=offset),
-        start_beat(f"{prefix}-beat-1", broker=broker, offset=offset),
-        start_beat(f"{prefix}-beat-2", broker=broker, offset=offset),
-    ]
-    started += phase
-    time.sleep(RUN_SECONDS)  # real processes on their own clocks: there is no time to freeze
-    for program in phase:
-        program.stop()
-    return phase
+    worker = start_worker(f"{prefix}-worker", broker=redis.url, offset=offset)
+    beats = [start_beat(f"{prefix}-beat-{n}", broker=redis.url, offset=offset) for n in (1, 2)]
+    started += [worker, *beats]
+    began = time.monotonic()
+
+    def done() -> bool:
+        logs = worker.text()
+        return (
+            all(beat.count(r"Sending due task reset-daily-budgets") >= 3 for beat in beats)
+            and all(rolled(logs, "daily", "2026-12-01", zone) for zone in zones)
+            and all(rolled(logs, "monthly", "2026-12", zone) for zone in zones)
+            and time.monotonic() - began >= RUN_SECONDS
+        )
+
+    # Real processes on their own clocks: there is no time to freeze, so wait for them.
+    wait_until(done, f"{prefix}: the Beats' resets and the roll-overs", 120)
+    for beat in beats:
+        beat.stop()
+    # Acknowledged late: a message leaves Redis once its task has run.
+    wait_until(lambda: redis.queued() == 0, f"{prefix}: the worker running what was sent", 60)
+    worker.stop()
+    return [worker, *beats]
 
 
 def rolled(logs: str, kind: str, period: str, zone: str) -> list[str]:
@@ -83,10 +106,11 @@ def test_two_beats_and_a_beat_outage_give_one_effective_reset_per_brand_and_peri
     before = snapshot_ledger()
 
     with redis_server() as redis, programs() as started:
-        first = run_phase("beats", BEFORE_MIDNIGHT, redis.url, started)
-        # Beat (and the worker) down from 00:00:06 UTC to 06:00: New York's midnight passes.
+        first = run_phase("beats", BEFORE_MIDNIGHT, redis, started, ["UTC", "Europe/Lisbon"])
+        # Beat (and the worker) down from just after 00:00 UTC to 06:00: New York's midnight
+        # passes.
         time_machine.move_to(NEW_YORK_1AM, tick=True)
-        second = run_phase("after-outage", NEW_YORK_1AM, redis.url, started)
+        second = run_phase("after-outage", NEW_YORK_1AM, redis, started, ["America/New_York"])
         logs = "".join(program.text() for program in started)
 
     ids = {name: str(brand.pk) for name, brand in brands.items()}

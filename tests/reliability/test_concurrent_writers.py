@@ -33,9 +33,7 @@ from django.db.models import Sum
 from pytest_django.live_server_helper import LiveServer
 
 from ads import services, tasks
-from ads.api_keys import issue_key
 from ads.models import (
-    ApiKey,
     Brand,
     Campaign,
     CampaignStatusChange,
@@ -44,12 +42,12 @@ from ads.models import (
     SpendEvent,
 )
 from ads.rules import EVERY_DAY, PauseReason
-from tests.conftest import NOW
+from tests.conftest import NOW, make_api_key
 from tests.factories import BrandFactory, CampaignFactory
-from tests.reliability.invariants import assert_invariants, snapshot_ledger
+from tests.invariants import assert_invariants, snapshot_ledger
 from tests.reliability.processes import fork, report, run_processes
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.process]
 
 POSTGRESQL_ONLY = "PostgreSQL scenario: runs in the PostgreSQL pass (DATABASE_URL=postgres://...)"
 SQLITE_ONLY = "SQLite scenario: 'database is locked' is SQLite's answer to contention"
@@ -351,9 +349,7 @@ def test_one_key_sent_through_four_paths_at_once_is_recorded_once(
     rng = random.Random(RACE_SEED * 100 + senders)
     campaign = CampaignFactory.create(brand__daily_budget=Decimal(1000))
     other = CampaignFactory.create(brand=campaign.brand)
-    api_key = ApiKey(name="race", all_brands=True)
-    secret = issue_key(api_key)
-    api_key.save()
+    secret = make_api_key(name="race")
     amount, key = str(money(rng)), f"race-{senders}-{rng.getrandbits(32):08x}"
     paths = [PATHS[n % len(PATHS)] for n in range(senders)]
     barrier = fork.Barrier(senders)

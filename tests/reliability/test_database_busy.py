@@ -19,11 +19,10 @@ from django.db import OperationalError, connection
 from django.test import Client
 from django.utils import timezone
 
-from ads.api_keys import issue_key
-from ads.models import ApiKey, Campaign
-from ads.services import refresh_campaign_states
+from ads.models import Campaign
+from tests.conftest import make_api_key
 from tests.factories import CampaignFactory
-from tests.reliability.invariants import assert_invariants, snapshot_ledger
+from tests.invariants import assert_invariants, snapshot_ledger
 from tests.reliability.processes import ROOT, database_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -50,9 +49,7 @@ def connection_lost_after_the_ledger_insert() -> Iterator[list[str]]:
 
 @pytest.fixture
 def campaign() -> Campaign:
-    campaign = CampaignFactory.create(brand__daily_budget=Decimal(10))
-    refresh_campaign_states(at=timezone.now(), actor="test")
-    return campaign
+    return CampaignFactory.create(brand__daily_budget=Decimal(10), evaluated_at=timezone.now())
 
 
 def test_the_command_says_which_key_to_repeat_and_repeating_it_records_once(
@@ -82,9 +79,7 @@ def test_the_command_says_which_key_to_repeat_and_repeating_it_records_once(
 def test_the_api_answers_503_retry_and_the_same_request_records_once(
     campaign: Campaign, client: Client
 ) -> None:
-    producer = ApiKey(name="feed", all_brands=True)
-    api_key = issue_key(producer)
-    producer.save()
+    api_key = make_api_key()
     body = {"campaign_id": campaign.pk, "amount": "10.00", "idempotency_key": "feed-1"}
     before = snapshot_ledger()
 
@@ -108,6 +103,7 @@ def test_the_api_answers_503_retry_and_the_same_request_records_once(
     assert_invariants(at=timezone.now(), accepted_keys=["feed-1"], before=before)
 
 
+@pytest.mark.process
 def test_on_sqlite_a_write_lock_held_past_the_timeout_is_a_clear_retryable_error(
     campaign: Campaign,
 ) -> None:

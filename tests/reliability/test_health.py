@@ -4,7 +4,6 @@ when any is down, with what to do (issue 8, security and operations)."""
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -18,27 +17,27 @@ from tests.reliability.processes import (
     start_worker,
 )
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.process]
 
 
-def health(*args: str, **env: str) -> tuple[subprocess.CompletedProcess[str], float]:
-    started = time.monotonic()
-    result = subprocess.run(
+def health(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run `manage.py health`; one that hangs fails the test after 120 s."""
+    return subprocess.run(
         [sys.executable, "manage.py", "health", *args],
         cwd=ROOT, env=os.environ | {"DATABASE_URL": database_url()} | env,
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
-    return result, time.monotonic() - started
 
 
 def lines(result: subprocess.CompletedProcess[str]) -> list[str]:
     return [" ".join(line.split()[:2]) for line in result.stdout.splitlines()]
 
 
+@pytest.mark.redis
 def test_reports_all_alive_when_a_worker_answers_the_round_trip() -> None:
     with redis_server() as redis, programs() as started:
         started.append(start_worker("health-worker", broker=redis.url))
-        result, _ = health("--timeout", "30", CELERY_BROKER_URL=redis.url)
+        result = health("--timeout", "30", CELERY_BROKER_URL=redis.url)
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert lines(result) == ["database ok", "broker ok", "worker ok"]
@@ -46,31 +45,30 @@ def test_reports_all_alive_when_a_worker_answers_the_round_trip() -> None:
     assert not WorkerPing.objects.exists()  # the command cleans up after itself
 
 
+@pytest.mark.redis
 def test_fails_naming_the_worker_when_none_answers() -> None:
     with redis_server() as redis:
-        result, elapsed = health("--timeout", "2", CELERY_BROKER_URL=redis.url)
+        result = health("--timeout", "2", CELERY_BROKER_URL=redis.url)
 
     assert result.returncode == 1
     assert lines(result) == ["database ok", "broker ok", "worker DOWN"]
-    assert "no worker answered within 2 s; start one (`make run`" in result.stdout
+    assert "no worker answered within 2 s; start one (`make run`" in result.stdout  # --timeout
     assert "down: worker" in result.stderr
-    assert elapsed < 15
 
 
 def test_fails_naming_the_broker_when_redis_is_down() -> None:
     url = closed_port()
-    result, elapsed = health(CELERY_BROKER_URL=url)
+    result = health(CELERY_BROKER_URL=url)
 
     assert result.returncode == 1
     assert lines(result) == ["database ok", "broker DOWN", "worker DOWN"]
     assert f"unreachable at redis://:**@{url.split('//')[1]}" in result.stdout  # kombu's mask
     assert "start Redis or set CELERY_BROKER_URL" in result.stdout
     assert "down: broker, worker" in result.stderr
-    assert elapsed < 20
 
 
 def test_fails_naming_the_database_when_it_is_down() -> None:
-    result, elapsed = health(
+    result = health(
         DATABASE_URL=f"postgres://postgres@{closed_port().split('//')[1].split('/')[0]}/x",
         CELERY_BROKER_URL=closed_port(),
     )
@@ -79,4 +77,3 @@ def test_fails_naming_the_database_when_it_is_down() -> None:
     assert lines(result)[0] == "database DOWN"
     assert "check DATABASE_URL" in result.stdout
     assert "Traceback" not in result.stderr
-    assert elapsed < 20

@@ -25,11 +25,11 @@ from django.utils import timezone
 from kombu import Connection
 
 from ads import tasks
-from ads.api_keys import issue_key
-from ads.models import ApiKey, Brand, PendingSpend, SpendEvent
-from ads.services import record_spend, refresh_campaign_states
+from ads.models import Brand, PendingSpend, SpendEvent
+from ads.services import record_spend
+from tests.conftest import lock_waiters, make_api_key, wait_until
 from tests.factories import BrandFactory, CampaignFactory
-from tests.reliability.invariants import LedgerRow, assert_invariants, snapshot_ledger
+from tests.invariants import LedgerRow, assert_invariants, snapshot_ledger
 from tests.reliability.processes import (
     ROOT,
     Program,
@@ -41,10 +41,9 @@ from tests.reliability.processes import (
     report,
     start_beat,
     start_worker,
-    wait_until,
 )
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.process]
 
 # Taken-but-unacknowledged messages of a dead worker come back after 10 s, looked for
 # every 3 s (production: 300 s and 30 s; see settings).
@@ -55,8 +54,8 @@ def spends(count: int, prefix: str, seed: int) -> list[dict[str, object]]:
     """`count` queued spends of random 2-decimal amounts over three campaigns."""
     rng = random.Random(seed)
     brand = BrandFactory.create(daily_budget=Decimal(10**6), monthly_budget=Decimal(10**7))
-    campaigns = [c.pk for c in CampaignFactory.create_batch(3, brand=brand)]
-    refresh_campaign_states(at=timezone.now(), actor="test")
+    batch = CampaignFactory.create_batch(3, brand=brand, evaluated_at=timezone.now())
+    campaigns = [c.pk for c in batch]
     now = timezone.now().isoformat()
     return [
         {
@@ -89,29 +88,22 @@ def wait_until_children(worker: Program) -> list[int]:
 
 
 @contextmanager
-def spends_held(campaign_id: int) -> Iterator[None]:
+def spends_held(campaign_id: int, worker: Program) -> Iterator[None]:
     """Hold the lock of the campaign's brand, which every `record_spend` takes first: until
     the block ends, each pool child that takes a task waits inside it, so a child killed
     now dies mid-task, never between tasks. PostgreSQL shows the waiters; SQLite does not,
-    so there the children get a second to take a task from the hundreds queued."""
+    so there the children's own marks say that both are running a task."""
     with transaction.atomic():  # SQLite: BEGIN IMMEDIATE, the database's write lock
         Brand.objects.select_for_update().get(campaigns__pk=campaign_id)
         if connection.vendor == "postgresql":
             wait_until(lambda: lock_waiters() >= 2, "both pool children waiting for the lock", 30)
         else:
-            time.sleep(1)
+            wait_until(
+                lambda: len(set(worker.children()) & worker.running()) >= 2,
+                "both pool children running a task",
+                30,
+            )
         yield
-
-
-def lock_waiters() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_stat_clear_snapshot()")  # the view is cached per transaction
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        )
-        (waiting,) = cursor.fetchone() or (0,)
-    return int(waiting)
 
 
 def lost_tasks(workers: Sequence[Program]) -> int:
@@ -146,6 +138,7 @@ def manage_shell(
     )  # fmt: skip
 
 
+@pytest.mark.redis
 def test_worker_killed_at_random_points_records_every_spend_exactly_once() -> None:
     """Scenario 5: SIGKILL a pool child (the main process requeues its task) and the main
     process (Redis hands its taken messages to the restarted worker) while 1,000 spends
@@ -172,7 +165,7 @@ def test_worker_killed_at_random_points_records_every_spend_exactly_once() -> No
             if target == "child":
                 pool = wait_until_children(worker)
                 before = lost_tasks(started)
-                with spends_held(held):
+                with spends_held(held, worker):
                     os.kill(rng.choice(pool), signal.SIGKILL)
                     wait_until(
                         lambda: lost_tasks(started) > before,  # noqa: B023
@@ -247,6 +240,7 @@ def database_refusing_connections() -> Iterator[None]:
             admin.execute(f'ALTER DATABASE "{db["NAME"]}" ALLOW_CONNECTIONS true')
 
 
+@pytest.mark.redis
 def test_database_down_while_a_worker_consumes_spends_loses_none() -> None:
     """A database outage while queued spends are consumed: each `record_spend` retries
     with backoff until the database answers again (it never gives up, which would
@@ -261,8 +255,11 @@ def test_database_down_while_a_worker_consumes_spends_loses_none() -> None:
         wait_until(lambda: recorded() == 50, "the first 50 recorded", 60)
         acknowledged = snapshot_ledger()
         with database_refusing_connections():
+            outage = time.monotonic()
             send(redis.url, batch[50:])
-            time.sleep(OUTAGE_SECONDS)  # a real outage: there is no clock to move
+            wait_until(lambda: worker.count(r"retry: Retry in") > 0, "the worker's first retry", 60)
+            # The outage lasts its full time (a real outage: there is no clock to move).
+            time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - outage)))
             during = recorded()
             retried = worker.count(r"retry: Retry in")
         back = wait_until(
@@ -296,6 +293,7 @@ def api_has(api_key: str, key: str) -> bool:
     return response.status_code == 200
 
 
+@pytest.mark.redis
 def test_redis_restart_loses_queued_tasks_detectably_and_everything_reconnects() -> None:
     """Scenario 6: Redis (no persistence) restarted with tasks queued. Beat and the
     worker reconnect by themselves, or the worker is restarted by its supervisor when
@@ -303,9 +301,7 @@ def test_redis_restart_loses_queued_tasks_detectably_and_everything_reconnects()
     task was lost are exactly the keys the API does not find, and sending them again
     with the same keys records each once. Nothing recorded before the restart changes."""
     every_second("ads.enforce_budget_limits")
-    producer = ApiKey(name="producer", all_brands=True)
-    api_key = issue_key(producer)
-    producer.save()
+    api_key = make_api_key(name="producer")
     first, backlog = spends(100, "before", seed=6), spends(600, "backlog", seed=66)
     with redis_server() as redis, programs() as started:
         worker = start_worker("restart-worker", broker=redis.url, supervised=True)

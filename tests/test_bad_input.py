@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
-import time_machine
 from django.contrib.admin.models import LogEntry
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
@@ -29,9 +28,7 @@ from django.utils.html import escape
 from pytest_django import DjangoCaptureOnCommitCallbacks
 
 from ads import tasks
-from ads.api_keys import issue_key
 from ads.models import (
-    ApiKey,
     Brand,
     BudgetAlert,
     Campaign,
@@ -45,9 +42,9 @@ from ads.rules import weekday_mask
 from ads.services import record_spend
 from tests.conftest import NOW
 from tests.factories import BrandFactory, CampaignFactory, ScheduleFactory
-from tests.reliability.invariants import assert_invariants, snapshot_ledger
+from tests.invariants import assert_invariants, snapshot_ledger
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("frozen_clock")]
 
 # Id 1, so that a JSON `true` or `1.0` read as the number 1 would find a campaign.
 CAMPAIGN_ID = 1
@@ -187,12 +184,7 @@ CSV_CASES = [case for case in TEXT_CASES if (case.field, case.value) != ("occurr
 
 
 @pytest.fixture(autouse=True)
-def frozen_clock(time_machine: time_machine.TimeMachineFixture) -> None:
-    time_machine.move_to(NOW, tick=False)
-
-
-@pytest.fixture(autouse=True)
-def campaign() -> Campaign:
+def campaign(frozen_clock: None) -> Campaign:
     """A brand with spend on the books, a campaign with its own budget and a schedule
     that is open now (Friday 12:00 UTC): bad input has counters and state to disturb."""
     schedule = ScheduleFactory.create(name="Office hours")
@@ -402,14 +394,6 @@ def test_enqueue_spend_refuses_bad_spend_naming_the_field_and_queues_nothing(
 
 
 # --- The HTTP API ----------------------------------------------------------------------
-
-
-@pytest.fixture
-def api_key() -> str:
-    key = ApiKey(name="Feed", all_brands=True)
-    issued = issue_key(key)
-    key.save()
-    return issued
 
 
 def post_spend(client: Client, api_key: str, body: object) -> tuple[int, Any]:
