@@ -46,6 +46,17 @@ def frozen_clock(time_machine: time_machine.TimeMachineFixture) -> None:
     time_machine.move_to(NOW, tick=False)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that asks for the Redis broker (or a live server) is marked as such, so
+    `make test-fast` leaves it out without anyone having to remember the mark."""
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        if "redis_broker" in fixtures:
+            item.add_marker(pytest.mark.redis)
+        if "live_server" in fixtures:
+            item.add_marker(pytest.mark.process)
+
+
 @pytest.fixture(scope="session")
 def redis_broker() -> str:
     """The Redis broker the tests use; skipped when absent, except in CI where it fails."""
