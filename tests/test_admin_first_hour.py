@@ -27,6 +27,20 @@ def page(client: Client, url: str) -> str:
     return response.content.decode()
 
 
+def save_in_admin(client: Client, row: Brand | Campaign, field: str, value: str) -> str:
+    """Set one field on `row`'s admin page and save; it must be saved. The page it
+    lands on, with its messages."""
+    name = row._meta.model_name
+    url = reverse(f"admin:ads_{name}_change", args=[row.pk])
+    data = read_form(page(client, url), f"{name}_form")
+    data[field] = [value]
+
+    response = client.post(url, data, follow=True)
+
+    assert [status for _, status in response.redirect_chain] == [302]  # saved
+    return response.content.decode()
+
+
 # --- 9. Removing what was created by mistake --------------------------------------------
 
 
@@ -140,16 +154,9 @@ def test_an_archived_brand_leaves_the_dashboard_and_enforcement_passes(
 def test_a_monthly_budget_below_the_daily_one_is_saved_with_a_warning(
     admin_client: Client,
 ) -> None:
-    brand = BrandFactory.create()
-    url = reverse("admin:ads_brand_change", args=[brand.pk])
-    data = read_form(page(admin_client, url), "brand_form")
-    data["monthly_budget"] = ["50.00"]
+    text = save_in_admin(admin_client, BrandFactory.create(), "monthly_budget", "50.00")
 
-    response = admin_client.post(url, data, follow=True)
-
-    assert [status for _, status in response.redirect_chain] == [302]  # saved
     assert Brand.objects.get().monthly_budget == Decimal("50.00")
-    text = response.content.decode()
     assert "The monthly budget (50.00) is below the daily budget (100.00)" in text
     assert "the monthly budget binds first" in text
 
@@ -158,30 +165,20 @@ def test_a_campaign_budget_above_its_brands_is_saved_with_a_warning(
     admin_client: Client,
 ) -> None:
     campaign = CampaignFactory.create(name="Search")
-    url = reverse("admin:ads_campaign_change", args=[campaign.pk])
-    data = read_form(page(admin_client, url), "campaign_form")
-    data["daily_budget"] = ["300.00"]
 
-    response = admin_client.post(url, data, follow=True)
+    text = save_in_admin(admin_client, campaign, "daily_budget", "300.00")
 
-    assert [status for _, status in response.redirect_chain] == [302]  # saved
     assert Campaign.objects.get().daily_budget == Decimal("300.00")
     assert (
         "Search: its own daily budget (300.00) is above the brand&#x27;s daily budget (100.00)"
-        in response.content.decode()
+        in text
     )
 
 
 def test_budgets_that_make_sense_save_without_a_warning(admin_client: Client) -> None:
-    brand = BrandFactory.create()
-    url = reverse("admin:ads_brand_change", args=[brand.pk])
-    data = read_form(page(admin_client, url), "brand_form")
-    data["daily_budget"] = ["120.00"]
+    text = save_in_admin(admin_client, BrandFactory.create(), "daily_budget", "120.00")
 
-    response = admin_client.post(url, data, follow=True)
-
-    assert [status for _, status in response.redirect_chain] == [302]  # saved
-    assert "binds first" not in response.content.decode()
+    assert "binds first" not in text
 
 
 # --- 11. One vocabulary ---------------------------------------------------------------

@@ -17,21 +17,22 @@ pytestmark = pytest.mark.django_db
 ZONES = ["UTC", "America/New_York", "Europe/London", "Asia/Tokyo", "Asia/Kathmandu"]
 
 
-def make_campaigns(count: int) -> None:
-    """`count` campaigns, ten per brand, brands spread over five time zones."""
+@pytest.fixture(params=[10, 1000])
+def count(request: pytest.FixtureRequest) -> int:
+    """So many campaigns, ten per brand, brands spread over five time zones."""
+    count: int = request.param
     brands = [
         BrandFactory.create(timezone=ZONES[n % len(ZONES)]) for n in range(max(1, count // 10))
     ]
     Campaign.objects.bulk_create(
         Campaign(brand=brands[n % len(brands)], name=f"c{n}") for n in range(count)
     )
+    return count
 
 
-@pytest.mark.parametrize("count", [10, 1000])
 def test_query_count_does_not_grow_with_campaigns(
     count: int, django_assert_max_num_queries: DjangoAssertNumQueries
 ) -> None:
-    make_campaigns(count)
     refresh_campaign_states(at=NOW, actor="test")
     Brand.objects.update(daily_budget=Decimal(0))
 
@@ -43,12 +44,9 @@ def test_query_count_does_not_grow_with_campaigns(
     assert CampaignStatusChange.objects.filter(actor="enforce_budget_limits").count() == count
 
 
-@pytest.mark.parametrize("count", [10, 1000])
 def test_first_pass_rolls_over_and_evaluates_in_bounded_queries(
     count: int, django_assert_max_num_queries: DjangoAssertNumQueries
 ) -> None:
-    make_campaigns(count)
-
     # per zone: roll campaigns' day, brands' day, brands' month; then 1 audit + 1 update;
     # and one, for every zone, checking the new periods' ledger against counters' limit
     with django_assert_max_num_queries(6 + 3 * len(ZONES) + 2 + 1):
@@ -58,11 +56,9 @@ def test_first_pass_rolls_over_and_evaluates_in_bounded_queries(
     assert Campaign.objects.filter(is_active=True).count() == count
 
 
-@pytest.mark.parametrize("count", [10, 1000])
 def test_pass_with_nothing_to_change_writes_nothing(
     count: int, django_assert_max_num_queries: DjangoAssertNumQueries
 ) -> None:
-    make_campaigns(count)
     refresh_campaign_states(at=NOW, actor="test")
 
     with django_assert_max_num_queries(6) as queries:

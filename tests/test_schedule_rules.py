@@ -161,8 +161,11 @@ zones = st.sampled_from(ZONES).map(ZoneInfo)
 NEAR_EDGE = [timedelta(0), -timedelta(microseconds=1), timedelta(seconds=1), -timedelta(minutes=7)]
 
 
+Case = tuple[list[Window], ZoneInfo, datetime]
+
+
 @st.composite
-def cases(draw: st.DrawFn) -> tuple[list[Window], ZoneInfo, datetime]:
+def cases(draw: st.DrawFn) -> Case:
     """Windows, a zone and an instant: half of the instants sit at or next to a window's
     start or end on some local day, where mistakes hide."""
     windows: list[Window] = draw(windows_st)
@@ -198,9 +201,7 @@ def reference_allows(grid: list[bool], instant: datetime, zone: ZoneInfo) -> boo
 
 @settings(max_examples=500, deadline=None)
 @given(case=cases())
-def test_allows_agrees_with_a_walk_over_wall_clock_minutes(
-    case: tuple[list[Window], ZoneInfo, datetime],
-) -> None:
+def test_allows_agrees_with_a_walk_over_wall_clock_minutes(case: Case) -> None:
     windows, zone, instant = case
     grid = week_grid(windows)
 
@@ -209,9 +210,7 @@ def test_allows_agrees_with_a_walk_over_wall_clock_minutes(
 
 @settings(max_examples=200, deadline=None)
 @given(case=cases())
-def test_next_change_is_the_first_minute_where_allows_flips(
-    case: tuple[list[Window], ZoneInfo, datetime],
-) -> None:
+def test_next_change_is_the_first_minute_where_allows_flips(case: Case) -> None:
     windows, zone, instant = case
     grid = week_grid(windows)
     now = reference_allows(grid, instant, zone)

@@ -32,6 +32,13 @@ def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return run([sys.executable, "manage.py", *args], **env)
 
 
+def assert_one_error_line(result: subprocess.CompletedProcess[str], start: str) -> None:
+    """The process failed with exit status 1 and one line on stderr, not a traceback."""
+    assert result.returncode == 1
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith(start)
+
+
 # Every way the project is started: each loads the settings first.
 ENTRY_POINTS = {
     "manage.py": [sys.executable, "manage.py", "simulate_spend", "3", "12.50"],
@@ -47,18 +54,14 @@ ENTRY_POINTS = {
 def test_a_missing_secret_key_is_one_line_on_stderr_not_a_traceback(command: list[str]) -> None:
     result = run(command, DEBUG="0", SECRET_KEY="")
 
-    assert result.returncode == 1
-    assert len(result.stderr.splitlines()) == 1, result.stderr
-    assert result.stderr.startswith("error: SECRET_KEY is not set. With DEBUG off")
+    assert_one_error_line(result, "error: SECRET_KEY is not set. With DEBUG off")
 
 
 @pytest.mark.process
 def test_a_malformed_setting_is_one_line_on_stderr_not_a_traceback() -> None:
     result = manage("check", DEBUG="1", CELERY_VISIBILITY_TIMEOUT="five minutes")
 
-    assert result.returncode == 1
-    assert len(result.stderr.splitlines()) == 1, result.stderr
-    assert result.stderr.startswith("error: a setting in the environment or .env has an invalid")
+    assert_one_error_line(result, "error: a setting in the environment or .env has an invalid")
 
 
 @pytest.mark.process
