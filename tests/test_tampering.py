@@ -239,6 +239,16 @@ WITHOUT_SPEND = [
 ]
 
 
+@pytest.fixture
+def target(request: pytest.FixtureRequest, search: Campaign, quiet: Campaign) -> Brand | Campaign:
+    """The row to delete: the parameter picks it from `search` and `quiet`."""
+    pick: Callable[[Campaign, Campaign], Brand | Campaign] = request.param
+    return pick(search, quiet)
+
+
+HOW = pytest.mark.parametrize("how", ["delete view", "delete_selected action"])
+
+
 def delete_in_admin(client: Client, target: Brand | Campaign, how: str) -> Any:
     if how == "delete view":
         return client.post(admin_url(target, "delete"), {"post": "yes"})
@@ -248,16 +258,11 @@ def delete_in_admin(client: Client, target: Brand | Campaign, how: str) -> Any:
     )
 
 
-@pytest.mark.parametrize("pick", WITH_SPEND)
-@pytest.mark.parametrize("how", ["delete view", "delete_selected action"])
+@pytest.mark.parametrize("target", WITH_SPEND, indirect=True)
+@HOW
 def test_deleting_a_brand_or_campaign_cannot_take_its_ledger_or_history_with_it(
-    admin_client: Client,
-    search: Campaign,
-    quiet: Campaign,
-    pick: Callable[[Campaign, Campaign], Brand | Campaign],
-    how: str,
+    admin_client: Client, target: Brand | Campaign, how: str
 ) -> None:
-    target = pick(search, quiet)
     ledger, history = snapshot_ledger(), rows(CampaignStatusChange)
 
     response = delete_in_admin(admin_client, target, how)
@@ -270,16 +275,11 @@ def test_deleting_a_brand_or_campaign_cannot_take_its_ledger_or_history_with_it(
     assert_invariants(at=NOW, before=ledger)
 
 
-@pytest.mark.parametrize("pick", WITHOUT_SPEND)
-@pytest.mark.parametrize("how", ["delete view", "delete_selected action"])
+@pytest.mark.parametrize("target", WITHOUT_SPEND, indirect=True)
+@HOW
 def test_a_brand_or_campaign_without_spend_is_deleted_with_only_its_own_history(
-    admin_client: Client,
-    search: Campaign,
-    quiet: Campaign,
-    pick: Callable[[Campaign, Campaign], Brand | Campaign],
-    how: str,
+    admin_client: Client, quiet: Campaign, target: Brand | Campaign, how: str
 ) -> None:
-    target = pick(search, quiet)
     ledger = snapshot_ledger()
     others = list(CampaignStatusChange.objects.exclude(campaign=quiet).order_by("pk").values())
 

@@ -361,16 +361,26 @@ def test_a_rejected_queued_spend_leaves_the_outbox(
     assert SpendEvent.objects.get().amount == Decimal("9.99")
 
 
-def test_requeue_only_clears_a_spend_recorded_by_a_worker_that_died_before_clearing_it(
+@pytest.fixture
+def queued_at_noon(
     django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
     time_machine: time_machine.TimeMachineFixture,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+) -> Campaign:
+    """A campaign whose spend of 2.50 (key "outbox-3") was queued at noon and is in the
+    outbox; no worker has run it."""
     campaign = CampaignFactory.create()
     time_machine.move_to(local("UTC", "2026-11-27T12:00"), tick=False)
     with django_capture_on_commit_callbacks():
         tasks.enqueue_spend(campaign.pk, "2.50", idempotency_key="outbox-3")
-    record_spend(campaign.pk, "2.50", idempotency_key="outbox-3")
+    return campaign
+
+
+def test_requeue_only_clears_a_spend_recorded_by_a_worker_that_died_before_clearing_it(
+    queued_at_noon: Campaign,
+    time_machine: time_machine.TimeMachineFixture,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    record_spend(queued_at_noon.pk, "2.50", idempotency_key="outbox-3")
     time_machine.shift(timedelta(seconds=settings.SPEND_REQUEUE_AFTER - 1))
     tasks.requeue_spends()
     assert PendingSpend.objects.exists()  # not due yet: it may be on its way
@@ -384,16 +394,8 @@ def test_requeue_only_clears_a_spend_recorded_by_a_worker_that_died_before_clear
     assert SpendEvent.objects.count() == 1
 
 
-def test_requeue_writes_no_line_when_it_has_nothing_to_do(
-    django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
-    time_machine: time_machine.TimeMachineFixture,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    campaign = CampaignFactory.create()
-    time_machine.move_to(local("UTC", "2026-11-27T12:00"), tick=False)
-    with django_capture_on_commit_callbacks():
-        tasks.enqueue_spend(campaign.pk, "2.50", idempotency_key="outbox-4")
-
+@pytest.mark.usefixtures("queued_at_noon")
+def test_requeue_writes_no_line_when_it_has_nothing_to_do(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="ads.tasks"):
         tasks.requeue_spends()  # runs every minute; this spend is not due yet
 
