@@ -61,15 +61,18 @@ def test_format_money_shows_cents_or_the_real_precision(amount: str, text: str) 
     assert format_money(Decimal(amount)) == text
 
 
+# spend, budget: what the page shows
+LEFT_OR_OVER = {
+    ("47", "50"): "3.00 left",
+    ("50", "50"): "0.00 left",
+    ("55", "50"): "5.00 over",
+    ("0.000001", "0"): "0.000001 over",
+    ("1234.5", "12"): "1,222.50 over",
+}
+
+
 @pytest.mark.parametrize(
-    ("spend", "budget", "shown"),
-    [
-        ("47", "50", "3.00 left"),
-        ("50", "50", "0.00 left"),
-        ("55", "50", "5.00 over"),
-        ("0.000001", "0", "0.000001 over"),
-        ("1234.5", "12", "1,222.50 over"),
-    ],
+    ("spend", "budget", "shown"), [(*pair, shown) for pair, shown in LEFT_OR_OVER.items()]
 )
 def test_left_or_over_says_which_side_of_the_budget_spend_is(
     spend: str, budget: str, shown: str

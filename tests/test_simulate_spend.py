@@ -2,6 +2,7 @@
 
 from decimal import Decimal
 from io import StringIO
+from typing import Any
 
 import pytest
 import time_machine
@@ -92,48 +93,38 @@ def test_at_option_dates_the_spend(campaign: Campaign) -> None:
     assert str(SpendEvent.objects.get().occurred_at) == "2026-11-26 23:00:00+00:00"
 
 
+def bad(option: str, value: str, says: str, id: str) -> Any:
+    """A call with `value` for `option` (campaign_id, amount, --at or --key), the rest
+    good, refused with "<option>: <says>"; `{}` in `says` stands for `value`."""
+    args = {"campaign_id": [value, "1"], "amount": ["{pk}", value]}
+    call = args.get(option, ["{pk}", "1", option, value])
+    return pytest.param(call, f"{option}: " + says.format(value), id=id)
+
+
 BAD_INPUT = [
-    pytest.param(["999999", "1"], "campaign_id: no campaign with id 999999", id="unknown"),
-    pytest.param(["{pk}", "0"], "amount: must be greater than zero (got '0')", id="zero"),
-    pytest.param(["{pk}", "-5"], "amount: must be greater than zero (got '-5')", id="negative"),
-    pytest.param(["{pk}", "-0"], "amount: must be greater than zero (got '-0')", id="minus-zero"),
-    pytest.param(["{pk}", "abc"], "amount: 'abc' is not a number", id="abc"),
-    pytest.param(["{pk}", "NaN"], "amount: 'NaN' is not a finite amount", id="nan"),
-    pytest.param(["{pk}", "sNaN"], "amount: 'sNaN' is not a finite amount", id="snan"),
-    pytest.param(["{pk}", "inf"], "amount: 'inf' is not a finite amount", id="inf"),
-    pytest.param(["{pk}", "1e400"], "amount: must be at most 999,999,999.999999", id="1e400"),
-    pytest.param(["{pk}", "0.1234567"], "amount: may have at most 6 decimal places", id="7-places"),
-    pytest.param(
-        ["{pk}", "1000000000"], "amount: must be at most 999,999,999.999999", id="past-range"
+    bad("campaign_id", "999999", "no campaign with id {}", "unknown"),
+    bad("amount", "0", "must be greater than zero (got '{}')", "zero"),
+    bad("amount", "-5", "must be greater than zero (got '{}')", "negative"),
+    bad("amount", "-0", "must be greater than zero (got '{}')", "minus-zero"),
+    bad("amount", "abc", "'{}' is not a number", "abc"),
+    bad("amount", "NaN", "'{}' is not a finite amount", "nan"),
+    bad("amount", "sNaN", "'{}' is not a finite amount", "snan"),
+    bad("amount", "inf", "'{}' is not a finite amount", "inf"),
+    bad("amount", "1e400", "must be at most 999,999,999.999999", "1e400"),
+    bad("amount", "0.1234567", "may have at most 6 decimal places", "7-places"),
+    bad("amount", "1000000000", "must be at most 999,999,999.999999", "past-range"),
+    bad("amount", "1,50", "'{}' is not a number", "comma"),
+    bad("amount", "", "'{}' is not a number", "empty"),
+    bad("campaign_id", "x1", "'{}' is not a campaign id", "id-not-a-number"),
+    bad("campaign_id", "-3", "'{}' is not a campaign id", "id-negative"),
+    bad("campaign_id", "99999999999999999999", "'{}' is not", "id-huge"),
+    bad(
+        "--at", "2026-11-27T12:05:01+00:00", "{} is more than 5 minutes in the future", "at-future"
     ),
-    pytest.param(["{pk}", "1,50"], "amount: '1,50' is not a number", id="comma"),
-    pytest.param(["{pk}", ""], "amount: '' is not a number", id="empty"),
-    pytest.param(["x1", "1"], "campaign_id: 'x1' is not a campaign id", id="id-not-a-number"),
-    pytest.param(["-3", "1"], "campaign_id: '-3' is not a campaign id", id="id-negative"),
-    pytest.param(
-        ["99999999999999999999", "1"], "campaign_id: '99999999999999999999' is not", id="id-huge"
-    ),
-    pytest.param(
-        ["{pk}", "1", "--at", "2026-11-27T12:05:01+00:00"],
-        "--at: 2026-11-27T12:05:01+00:00 is more than 5 minutes in the future",
-        id="at-future",
-    ),
-    pytest.param(
-        ["{pk}", "1", "--at", "next tuesday"],
-        "--at: 'next tuesday' is not an ISO-8601 date and time",
-        id="at-not-a-date",
-    ),
-    pytest.param(["{pk}", "1", "--key", " padded "], "--key: must be 1 to 255", id="key-spaces"),
-    pytest.param(
-        ["{pk}", "1", "--at", "0001-01-01T00:00:00+01:00"],
-        "--at: 0001-01-01T00:00:00+01:00 is more than 400 days in the past",
-        id="at-year-one",
-    ),
-    pytest.param(
-        ["{pk}", "1", "--at", "1066-10-14T09:00"],
-        "--at: 1066-10-14T09:00:00+00:00 is more than 400 days in the past",
-        id="at-long-ago",
-    ),
+    bad("--at", "next tuesday", "'{}' is not an ISO-8601 date and time", "at-not-a-date"),
+    bad("--key", " padded ", "must be 1 to 255", "key-spaces"),
+    bad("--at", "0001-01-01T00:00:00+01:00", "{} is more than 400 days in the past", "at-year-one"),
+    bad("--at", "1066-10-14T09:00", "{}:00+00:00 is more than 400 days in the past", "at-long-ago"),
 ]
 
 
