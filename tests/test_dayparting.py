@@ -25,13 +25,17 @@ from tests.factories import BrandFactory, CampaignFactory, ScheduleFactory
 
 pytestmark = pytest.mark.django_db
 
-ZONES = [
-    "UTC", "Europe/London", "Europe/Paris", "Europe/Berlin", "Europe/Helsinki",
-    "Europe/Moscow", "Europe/Istanbul", "Asia/Dubai", "Asia/Kolkata", "Asia/Kathmandu",
-    "Asia/Tokyo", "Australia/Sydney", "Australia/Lord_Howe", "Pacific/Auckland",
-    "America/New_York", "America/Toronto", "America/Chicago", "America/Denver",
-    "America/Los_Angeles", "America/Sao_Paulo",
-]  # fmt: skip
+ZONES = ["UTC"] + [
+    f"{region}/{city}"
+    for region, cities in (
+        ("Europe", ("London", "Paris", "Berlin", "Helsinki", "Moscow", "Istanbul")),
+        ("Asia", ("Dubai", "Kolkata", "Kathmandu", "Tokyo")),
+        ("Australia", ("Sydney", "Lord_Howe")),
+        ("Pacific", ("Auckland",)),
+        ("America", ("New_York", "Toronto", "Chicago", "Denver", "Los_Angeles", "Sao_Paulo")),
+    )
+    for city in cities
+]
 BEFORE = datetime(2026, 11, 27, 13, 45, tzinfo=UTC)
 AFTER = BEFORE + timedelta(minutes=15)  # 09:00 in New York and Toronto, 17:00 in Moscow
 
