@@ -21,7 +21,7 @@ from multiprocessing.queues import Queue
 from pathlib import Path
 from queue import Empty
 from time import monotonic
-from typing import TypeVar
+from typing import TypedDict, TypeVar, Unpack
 
 import pytest
 import redis
@@ -211,18 +211,19 @@ def start_celery(
     return Program(name=name, process=process, log=log)
 
 
-def start_worker(
-    name: str,
-    *,
-    broker: str,
-    offset: float = 0,
-    env: dict[str, str] | None = None,
-    supervised: bool = False,
-) -> Program:
+class CeleryOptions(TypedDict, total=False):
+    """start_celery's optional keywords, for the functions that pass them on."""
+
+    offset: float
+    env: dict[str, str] | None
+    supervised: bool
+
+
+def start_worker(name: str, *, broker: str, **options: Unpack[CeleryOptions]) -> Program:
     return start_celery(
         name, "worker", "--loglevel", "INFO", "--pool", "prefork", "--concurrency", "2",
         "--without-mingle", "--without-gossip", "--hostname", f"{name}@%h",
-        broker=broker, offset=offset, env=env, supervised=supervised,
+        broker=broker, **options,
     )  # fmt: skip
 
 
