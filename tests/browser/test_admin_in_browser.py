@@ -90,6 +90,18 @@ def log_in(page: Page, base: str, username: str) -> None:
     expect(page.locator("#site-name")).to_contain_text("Ad Budget Guard")
 
 
+def add_in_admin(page: Page, url: str, fields: dict[str, str | tuple[str]]) -> None:
+    """Open an add page, type into the text boxes, pick in the lists (a 1-tuple: the
+    option a person reads), and save."""
+    page.goto(url)
+    for selector, value in fields.items():
+        if isinstance(value, tuple):
+            page.select_option(selector, label=value[0])
+        else:
+            page.fill(selector, value)
+    page.click("input[name=_save]")
+
+
 def shoot(page: Page, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
@@ -101,27 +113,21 @@ def test_an_ad_ops_day_in_the_browser(page: Page, live_server: LiveServer) -> No
     log_in(page, base, "ops")
 
     # A schedule that is open all day, every day (00:00 to 00:00 is 24 hours).
-    page.goto(f"{base}/admin/ads/schedule/add/")
-    page.fill("#id_name", "Always")
-    page.select_option("#id_windows-0-start", "00:00")
-    page.select_option("#id_windows-0-end", "00:00")
-    page.click("input[name=_save]")
+    add_in_admin(page, f"{base}/admin/ads/schedule/add/", {
+        "#id_name": "Always", "#id_windows-0-start": ("00:00",), "#id_windows-0-end": ("00:00",),
+    })  # fmt: skip
     expect(page.locator("#result_list")).to_contain_text("Every day 00:00–00:00 (24 h)")
 
-    page.goto(f"{base}/admin/ads/brand/add/")
-    page.fill("#id_name", "Browser Brand")
-    page.fill("#id_timezone", "Europe/Paris")
-    page.fill("#id_daily_budget", "10.00")
-    page.fill("#id_monthly_budget", "100.00")
-    page.fill("#id_contact_email", "ops@example.com")
-    page.click("input[name=_save]")
+    add_in_admin(page, f"{base}/admin/ads/brand/add/", {
+        "#id_name": "Browser Brand", "#id_timezone": "Europe/Paris", "#id_daily_budget": "10.00",
+        "#id_monthly_budget": "100.00", "#id_contact_email": "ops@example.com",
+    })  # fmt: skip
     expect(page.locator(".messagelist")).to_contain_text("was added successfully")
 
-    page.goto(f"{base}/admin/ads/campaign/add/")
-    page.select_option("#id_brand", label="Browser Brand")
-    page.fill("#id_name", "Browser search")
-    page.select_option("#id_schedule", label="Always")
-    page.click("input[name=_save]")
+    add_in_admin(page, f"{base}/admin/ads/campaign/add/", {
+        "#id_brand": ("Browser Brand",), "#id_name": "Browser search",
+        "#id_schedule": ("Always",),
+    })  # fmt: skip
     campaign = Campaign.objects.get(name="Browser search")
     assert campaign.is_active
 
