@@ -11,7 +11,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.expressions import Combinable, Expression
 
 from ads.money import BUDGET_DECIMAL_PLACES, MAX_BUDGET, MICRO, MoneyField, from_micros
-from ads.rules import EVERY_DAY, CountingPeriod, PauseReason, Window, counting_period, left
+from ads.rules import EVERY_DAY, CountingPeriod, PauseReason, Window, counting_period
 from ads.validation import MAX_KEY_LENGTH
 
 # The largest value a micros counter can hold: counters sum many spends.
@@ -204,10 +204,6 @@ class Brand(models.Model):
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
-    @property
-    def daily_left(self) -> Decimal:
-        return left(self.current_daily_spend, self.daily_budget)
-
 
 class Campaign(models.Model):
     brand = models.ForeignKey(Brand, on_delete=models.CASCADE, related_name="campaigns")
@@ -257,12 +253,6 @@ class Campaign(models.Model):
         day, so it reads 0 once the brand's local day has changed before a roll-over."""
         current = self.brand.counters_day == self.brand.counting_period(at).day
         return self.daily_spend if current else Decimal(0)
-
-    @property
-    def daily_left(self) -> Decimal | None:
-        if self.daily_budget is None:
-            return None
-        return left(self.daily_spend, self.daily_budget)
 
 
 class SpendSource(models.TextChoices):

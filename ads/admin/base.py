@@ -10,7 +10,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from ads import services
-from ads.models import Brand, BudgetAlert, CampaignStatusChange, SpendEvent
+from ads.models import Brand, BudgetAlert, CampaignStatusChange
 from ads.money import format_money
 from ads.rules import budget_warnings
 
@@ -61,16 +61,18 @@ class ArchivableAdmin(admin.ModelAdmin[Any]):
     def get_deleted_objects(
         self, objs: Any, request: HttpRequest
     ) -> tuple[list[Any], dict[str, int], set[str], list[Any]]:
+        # The ledger decides, in words, before Django's collector would walk every
+        # protected ledger row of a brand with years of spend.
+        refused = services.spend_blocking_delete(list(objs))
+        if refused:
+            return [], {}, set(), refused
         deleted, counts, perms_needed, _protected = super().get_deleted_objects(objs, request)
-        # Status changes and alerts are the object's own history, deleted with it; the
-        # ledger (protected) is what decides, in words rather than a list of rows.
-        decided_here = {
+        # Status changes and alerts are the object's own history, deleted with it.
+        own_history = {
             CampaignStatusChange._meta.verbose_name,
             BudgetAlert._meta.verbose_name,
-            SpendEvent._meta.verbose_name,  # refused below, in words
         }
-        perms_needed = {name for name in perms_needed if name not in decided_here}
-        return deleted, counts, perms_needed, services.spend_blocking_delete(objs)
+        return deleted, counts, {n for n in perms_needed if n not in own_history}, []
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
         services.delete_unspent([obj], actor=request.user.get_username(), at=timezone.now())

@@ -13,6 +13,7 @@ The admin locks the brand row while it validates and saves (`lock_brand_for_post
 
 from collections.abc import Iterable, Mapping
 from datetime import UTC
+from functools import cached_property
 from typing import Any
 
 from django import forms
@@ -69,7 +70,15 @@ class StaleSafeFormMixin(forms.BaseForm):
         """Whether the POST carries this field's value as the page showed it."""
         return self.is_bound and self[name].html_initial_name in self.data
 
-    @property
+    def page_value(self, name: str) -> Any:
+        """The field's value as the page showed it, as posted (not yet parsed)."""
+        return (
+            self.fields[name]
+            .hidden_widget()
+            .value_from_datadict(self.data, self.files, self[name].html_initial_name)
+        )
+
+    @cached_property
     def changed_data(self) -> list[str]:
         return [name for name in self.fields if self._changed_here(name)]
 
@@ -78,10 +87,7 @@ class StaleSafeFormMixin(forms.BaseForm):
         try:
             if not self.page_showed(name):
                 return field.has_changed(bound.initial, bound.data)
-            seen = field.hidden_widget().value_from_datadict(
-                self.data, self.files, bound.html_initial_name
-            )
-            return field.has_changed(field.to_python(seen), bound.data)
+            return field.has_changed(field.to_python(self.page_value(name)), bound.data)
         except (forms.ValidationError, ArithmeticError):
             return True  # unreadable (e.g. 'sNaN'): the field's own error says why
 
@@ -95,9 +101,7 @@ class StaleSafeFormMixin(forms.BaseForm):
             if not self.page_showed(name) or name in self.errors:
                 continue
             field, bound = self.fields[name], self[name]
-            seen_raw = field.hidden_widget().value_from_datadict(
-                self.data, self.files, bound.html_initial_name
-            )
+            seen_raw = self.page_value(name)
             moved = field.has_changed(bound.initial, seen_raw)
             if not moved or not field.has_changed(bound.initial, bound.data):
                 continue  # nobody else touched it, or both chose the same value

@@ -35,7 +35,8 @@ CAMPAIGN_AUDITED_FIELDS = ("name", "is_enabled", "daily_budget", "schedule")
 
 
 def _edited(changed_fields: Iterable[str], editable: Sequence[str]) -> list[str]:
-    return [field for field in editable if field in set(changed_fields)]
+    changed = set(changed_fields)
+    return [field for field in editable if field in changed]
 
 
 def save_brand(
@@ -116,7 +117,11 @@ def set_campaigns_enabled(
             Campaign.objects.filter(pk__in=campaign_ids).values_list("brand_id", flat=True)
         )
         lock_brands(sorted(set(brand_ids)))
-        to_change = list(Campaign.objects.filter(pk__in=campaign_ids).exclude(is_enabled=enabled))
+        to_change = list(
+            Campaign.objects.filter(pk__in=campaign_ids)
+            .exclude(is_enabled=enabled)
+            .select_related("brand")  # the audit rows name it
+        )
         conflicts: list[str] = []
         if page_opened_at is not None and to_change:
             switched_since = {
@@ -143,16 +148,7 @@ def set_campaigns_enabled(
                 to_change.remove(campaign)
         Campaign.objects.filter(pk__in=[c.pk for c in to_change]).update(is_enabled=enabled)
         SettingChange.objects.bulk_create(
-            SettingChange(
-                changed_at=at,
-                actor=actor,
-                object_type="campaign",
-                object_id=c.pk,
-                object_repr=str(c.name),
-                field="is_enabled",
-                old_value=str(c.is_enabled),
-                new_value=str(enabled),
-            )
+            audit_row(c, "is_enabled", str(c.is_enabled), str(enabled), actor=actor, at=at)
             for c in to_change
         )
         refresh = refresh_campaign_states(at=at, actor=actor, brand_ids=brand_ids)
@@ -169,17 +165,23 @@ HAS_SPEND = (
 
 
 def spend_blocking_delete(objects: Iterable[Brand | Campaign]) -> list[str]:
-    """Why each of these cannot be deleted (it has spend), in words; empty if none."""
+    """Why each of these cannot be deleted (it has spend), in words; empty if none.
+    One grouped query per kind of object, however many are chosen."""
     reasons = []
-    for obj in objects:
-        owner = "brand" if isinstance(obj, Brand) else "campaign"
-        ledger = SpendEvent.objects.filter(**{owner: obj.pk}).aggregate(
-            count=Count("pk"), total=Sum("amount")
+    for owner, model in (("brand", Brand), ("campaign", Campaign)):
+        chosen = {obj.pk: obj for obj in objects if isinstance(obj, model)}
+        if not chosen:
+            continue
+        ledger = (
+            SpendEvent.objects.filter(**{f"{owner}__in": list(chosen)})
+            .order_by()
+            .values(owner)
+            .annotate(count=Count("pk"), total=Sum("amount"))
         )
-        if ledger["count"]:
-            name = f"{owner.capitalize()} '{obj}'"
-            total = format_money(ledger["total"])
-            reasons.append(HAS_SPEND.format(name=name, count=ledger["count"], total=total))
+        for row in sorted(ledger, key=lambda row: row[owner]):
+            name = f"{owner.capitalize()} '{chosen[row[owner]]}'"
+            total = format_money(row["total"])
+            reasons.append(HAS_SPEND.format(name=name, count=row["count"], total=total))
     return reasons
 
 
@@ -213,12 +215,13 @@ def set_archived(
         brand_ids = sorted({o.pk if isinstance(o, Brand) else o.brand_id for o in objects})
         lock_brands(brand_ids)
         rows = []
+        # As they are now, under the lock: the admin's instances may be stale.
+        brands = Brand.objects.in_bulk([o.pk for o in objects if isinstance(o, Brand)])
+        campaigns = Campaign.objects.select_related("brand").in_bulk(
+            [o.pk for o in objects if isinstance(o, Campaign)]
+        )
         for obj in objects:
-            current: Brand | Campaign = (
-                Brand.objects.get(pk=obj.pk)
-                if isinstance(obj, Brand)
-                else Campaign.objects.get(pk=obj.pk)
-            )
+            current = brands[obj.pk] if isinstance(obj, Brand) else campaigns[obj.pk]
             if (current.archived_at is not None) == archived:
                 continue
             switch = "is_active" if isinstance(obj, Brand) else "is_enabled"

@@ -55,7 +55,6 @@ from ads.rules import (
     Window,
     day_bounds,
     describe_transition,
-    left,
     local_date,
     month_bounds,
     month_start,
@@ -94,12 +93,6 @@ class CampaignState:
         return (self.was_active, self.old_reasons) != (self.is_active, self.pause_reasons)
 
     @property
-    def daily_left(self) -> Decimal | None:
-        if self.daily_budget is None:
-            return None
-        return left(self.daily_spend, self.daily_budget)
-
-    @property
     def transition(self) -> str:
         """In codes, for the API and the logs: 'paused (+brand_daily_budget)'."""
         return describe_transition(
@@ -125,14 +118,6 @@ class BrandTotals:
     day: date | None = None  # the local day and month the spend figures belong to
     month: date | None = None
     contact_email: str = ""
-
-    @property
-    def daily_left(self) -> Decimal:
-        return left(self.daily_spend, self.daily_budget)
-
-    @property
-    def monthly_left(self) -> Decimal:
-        return left(self.monthly_spend, self.monthly_budget)
 
     @classmethod
     def of(cls, brand: "Brand | _BrandRow") -> "BrandTotals":
