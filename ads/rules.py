@@ -346,6 +346,18 @@ def spent_share(spend: Decimal, budget: Decimal) -> Decimal:
     return spend / budget if budget > 0 else Decimal(1)
 
 
+def spend_of_budget(spend: Decimal, budget: Decimal) -> str:
+    """For people: '82.00 / 100.00 (82 %)', '100.00 / 100.00 (exhausted)' or
+    '55.00 / 50.00 (5.00 over)'."""
+    if spend > budget:
+        share = left_or_over(spend, budget)
+    elif exhausted(spend, budget):
+        share = "exhausted"
+    else:
+        share = f"{int(spent_share(spend, budget) * 100)} %"
+    return f"{format_money(spend)} / {format_money(budget)} ({share})"
+
+
 def band(spend: Decimal, budget: Decimal) -> Band:
     if exhausted(spend, budget):
         return Band.EXHAUSTED

@@ -20,7 +20,6 @@ from ads.models import (
     SettingChange,
     SpendEvent,
 )
-from ads.money import format_money
 from ads.rules import (
     Band,
     Pacing,
@@ -33,6 +32,7 @@ from ads.rules import (
     over,
     pacing,
     reasons_label,
+    spend_of_budget,
     spent_share,
 )
 
@@ -64,11 +64,7 @@ class Standing:
 
     @property
     def text(self) -> str:
-        if self.over:
-            share = f"{format_money(self.over)} over"
-        else:
-            share = "exhausted" if self.band == Band.EXHAUSTED else f"{self.percent} %"
-        return f"{format_money(self.spend)} / {format_money(self.budget)} ({share})"
+        return spend_of_budget(self.spend, self.budget)
 
 
 def standing(brand: Brand, at: datetime) -> tuple[Standing, Standing]:

@@ -7,7 +7,7 @@ from django.db.models import F, Sum
 
 from ads.models import Brand
 from ads.money import format_money, money_value, to_micros
-from ads.rules import left_or_over
+from ads.rules import left_or_over, spend_of_budget
 from tests.factories import BrandFactory
 
 
@@ -78,3 +78,20 @@ def test_left_or_over_says_which_side_of_the_budget_spend_is(
     spend: str, budget: str, shown: str
 ) -> None:
     assert left_or_over(Decimal(spend), Decimal(budget)) == shown
+
+
+SPEND_OF_BUDGET = {
+    ("82", "100"): "82.00 / 100.00 (82 %)",
+    ("100", "100"): "100.00 / 100.00 (exhausted)",
+    ("55", "50"): "55.00 / 50.00 (5.00 over)",
+    ("0", "0"): "0.00 / 0.00 (exhausted)",  # a budget of 0 allows nothing
+}
+
+
+@pytest.mark.parametrize(
+    ("spend", "budget", "shown"), [(*pair, shown) for pair, shown in SPEND_OF_BUDGET.items()]
+)
+def test_spend_of_budget_reads_the_same_for_brands_and_campaigns(
+    spend: str, budget: str, shown: str
+) -> None:
+    assert spend_of_budget(Decimal(spend), Decimal(budget)) == shown

@@ -13,10 +13,10 @@ from django.utils.html import format_html, format_html_join
 from ads import services
 from ads.admin.base import ArchivableAdmin, ArchivedFilter, lock_brand_for_post, warn_about_budgets
 from ads.admin.forms import StaleSafeFormMixin
-from ads.admin.presenters import change_label, pause_details, schedule_status, spend_of_budget
+from ads.admin.presenters import change_label, pause_details, schedule_status
 from ads.models import Campaign
 from ads.money import format_money
-from ads.rules import left_or_over, reasons_label
+from ads.rules import left_or_over, reasons_label, spend_of_budget
 from ads.selectors import standing
 
 

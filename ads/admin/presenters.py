@@ -8,8 +8,6 @@ from zoneinfo import ZoneInfo
 from ads.models import Campaign, CampaignStatusChange
 from ads.money import format_money
 from ads.rules import (
-    Band,
-    Pacing,
     PauseReason,
     day_bounds,
     left_or_over,
@@ -19,7 +17,7 @@ from ads.rules import (
     schedule_summary,
     transition_label,
 )
-from ads.selectors import Standing, last_setting_change, standing
+from ads.selectors import last_setting_change
 
 
 def schedule_status(campaign: Campaign, at: datetime) -> str:
@@ -34,14 +32,6 @@ def schedule_status(campaign: Campaign, at: datetime) -> str:
     if change is not None:
         text += f"; {'closes' if allowed else 'opens'} {when(change, zone)}"
     return text
-
-
-def spend_of_budget(spend: Decimal, budget: Decimal) -> str:
-    if spend > budget:
-        share = left_or_over(spend, budget)
-    else:
-        share = "exhausted" if spend >= budget else f"{spend / budget:.0%}"
-    return f"{format_money(spend)} / {format_money(budget)} ({share})"
 
 
 def change_label(change: CampaignStatusChange) -> str:
@@ -69,27 +59,23 @@ def pause_details(campaign: Campaign, at: datetime) -> list[tuple[str, str]]:
     period = brand.counting_period(at)
     next_day = day_bounds(period.day, zone)[1]
     next_month = month_bounds(period.month, zone)[1]
-    day, month = standing(brand, at)
-    own = Standing(
-        campaign.spend_today(at),
-        campaign.daily_budget or Decimal(0),
-        Band.OK,
-        Pacing.ON_PACE,
-    )
 
-    def spent(s: Standing, of: str) -> str:
-        over = f" ({s.left_text})" if s.over else ""
-        return f"spent {format_money(s.spend)} of {of}{format_money(s.budget)}{over}"
+    def spent(spend: Decimal, budget: Decimal, of: str = "") -> str:
+        over = f" ({left_or_over(spend, budget)})" if spend > budget else ""
+        return f"spent {format_money(spend)} of {of}{format_money(budget)}{over}"
 
+    own = spent(campaign.spend_today(at), campaign.daily_budget or Decimal(0), "its own ")
     details: dict[str, str] = {
         PauseReason.BRAND_INACTIVE: "the brand's master switch is off",
-        PauseReason.BRAND_DAILY_BUDGET: (f"{spent(day, '')} today; resets {when(next_day, zone)}"),
+        PauseReason.BRAND_DAILY_BUDGET: (
+            f"{spent(brand.spend_today(at), brand.daily_budget)} today; "
+            f"resets {when(next_day, zone)}"
+        ),
         PauseReason.BRAND_MONTHLY_BUDGET: (
-            f"{spent(month, '')} this month; resets {when(next_month, zone)}"
+            f"{spent(brand.spend_this_month(at), brand.monthly_budget)} this month; "
+            f"resets {when(next_month, zone)}"
         ),
-        PauseReason.CAMPAIGN_DAILY_BUDGET: (
-            f"{spent(own, 'its own ')} today; resets {when(next_day, zone)}"
-        ),
+        PauseReason.CAMPAIGN_DAILY_BUDGET: f"{own} today; resets {when(next_day, zone)}",
     }
     reasons = campaign.pause_reasons
     if PauseReason.DISABLED in reasons:
