@@ -8,6 +8,8 @@ from pathlib import Path
 
 import django_stubs_ext
 import environ
+from babel import Locale, UnknownLocaleError
+from babel.numbers import get_currency_name
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
@@ -109,6 +111,24 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LANGUAGE_CODE = "en-us"
+
+# --- Money (README "Currencies"). Each brand has its own currency; a new brand, and
+# every brand that existed before currencies, gets DEFAULT_CURRENCY. Amounts are
+# written the way MONEY_LOCALE writes them: en_US gives €1,234.50, de_DE 1.234,50 €.
+DEFAULT_CURRENCY: str = env.str("DEFAULT_CURRENCY", default="EUR").strip().upper()
+if len(DEFAULT_CURRENCY) != 3 or get_currency_name(DEFAULT_CURRENCY) == DEFAULT_CURRENCY:
+    raise ImproperlyConfigured(
+        f"DEFAULT_CURRENCY={DEFAULT_CURRENCY!r} is not an ISO 4217 currency code; "
+        "give one such as EUR, USD or JPY"
+    )
+MONEY_LOCALE: str = env.str("MONEY_LOCALE", default="en_US")
+try:
+    Locale.parse(MONEY_LOCALE)
+except (UnknownLocaleError, ValueError):
+    raise ImproperlyConfigured(
+        f"MONEY_LOCALE={MONEY_LOCALE!r} is not a locale Babel knows; give one such as "
+        "en_US, en_GB, de_DE or ja_JP"
+    ) from None
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

@@ -28,7 +28,7 @@ class Bar:
 
     @property
     def label(self) -> str:
-        return f"{self.hour:02d}:00–{self.hour:02d}:59 UTC: {format_money(self.amount)}"
+        return f"{self.hour:02d}:00–{self.hour:02d}:59 UTC: {format_money(self.amount, 'EUR')}"  # FIXME per currency
 
 
 CHART_HEIGHT = 120

@@ -1,16 +1,25 @@
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, time
 from decimal import Decimal
 from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo, available_timezones
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.expressions import Combinable, Expression
 
-from ads.money import BUDGET_DECIMAL_PLACES, MAX_BUDGET, MICRO, MoneyField, from_micros
+from ads.money import (
+    BUDGET_DECIMAL_PLACES,
+    MAX_BUDGET,
+    MICRO,
+    MoneyField,
+    budget_places_error,
+    currency_choices,
+    from_micros,
+)
 from ads.rules import EVERY_DAY, CountingPeriod, PauseReason, Window, counting_period
 from ads.validation import MAX_KEY_LENGTH
 
@@ -35,6 +44,19 @@ def brand_zones() -> frozenset[str]:
 def validate_timezone(value: str) -> None:
     if value not in brand_zones():
         raise ValidationError(TIMEZONE_UNKNOWN.format(value=repr(value)), code="invalid")
+
+
+def default_currency() -> str:
+    return settings.DEFAULT_CURRENCY
+
+
+def budget_errors(currency: str, budgets: Mapping[str, Decimal | None]) -> dict[str, str]:
+    """Each budget with more decimal places than `currency` has, and why."""
+    errors = {}
+    for field, amount in budgets.items():
+        if amount is not None and (error := budget_places_error(amount, currency)):
+            errors[field] = error
+    return errors
 
 
 def budget_field(**kwargs: Any) -> MoneyField:
@@ -146,6 +168,13 @@ class Brand(models.Model):
         validators=[validate_timezone],
         help_text="IANA time zone of the brand's days, months and schedules.",
     )
+    currency = models.CharField(
+        max_length=3,
+        choices=currency_choices,
+        default=default_currency,
+        help_text="ISO 4217. Budgets and spend are in this currency; fixed once the brand "
+        "has spend (as on the ad platforms: make a new brand to pay in another).",
+    )
     daily_budget = budget_field(help_text="Spend allowed per local day. 0 allows nothing.")
     monthly_budget = budget_field(help_text="Spend allowed per local calendar month.")
     is_active = models.BooleanField(
@@ -183,6 +212,11 @@ class Brand(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        budgets = {"daily_budget": self.daily_budget, "monthly_budget": self.monthly_budget}
+        if errors := budget_errors(self.currency, budgets):
+            raise ValidationError(errors)
 
     def counting_period(self, at: datetime) -> CountingPeriod:
         """The local day and month a spend recorded at `at` counts in (see
@@ -247,6 +281,12 @@ class Campaign(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.brand.name})"
+
+    def clean(self) -> None:
+        if self.brand_id is None:
+            return
+        if errors := budget_errors(self.brand.currency, {"daily_budget": self.daily_budget}):
+            raise ValidationError(errors)
 
     def spend_today(self, at: datetime) -> Decimal:
         """The daily counter, for display at `at`: it belongs to the brand's counters'

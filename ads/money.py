@@ -6,20 +6,33 @@ SQLite and PostgreSQL alike, the way the Google Ads API carries amounts.
 """
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
+from babel.core import get_global
+from babel.numbers import (
+    format_currency,
+    format_decimal,
+    get_currency_name,
+    get_currency_precision,
+    get_territory_currencies,
+)
 from django import forms
+from django.conf import settings
 from django.core import validators
 from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.expressions import Combinable, Expression
 
 SPEND_DECIMAL_PLACES = 6
-BUDGET_DECIMAL_PLACES = 2
+# The most any offered currency has (KWD, BHD, TND...: 3). A budget is then checked
+# against its own currency's minor unit (budget_places_error).
+BUDGET_DECIMAL_PLACES = 3
 MICROS_PER_UNIT = 10**SPEND_DECIMAL_PLACES
 MICRO = Decimal(1).scaleb(-SPEND_DECIMAL_PLACES)  # 0.000001
-CENT = Decimal(1).scaleb(-BUDGET_DECIMAL_PLACES)  # 0.01
+CENT = Decimal("0.01")
 # The largest single spend and the largest budget. Both leave room in a signed 64-bit
 # micros column for counters that sum thousands of maximal spends.
 MAX_SPEND = Decimal("999999999.999999")
@@ -49,11 +62,67 @@ def from_micros(micros: int | Decimal) -> Decimal:
     return Decimal(whole).scaleb(-6).normalize()
 
 
-def format_money(amount: Decimal) -> str:
-    """For people: canonical, with thousands separators (1,234.50)."""
-    amount = canonical(amount)
-    places = max(0, -int(amount.as_tuple().exponent))
-    return f"{amount:,.{places}f}"
+def format_amount(amount: Decimal) -> str:
+    """A number without a currency (a limit in an error message), in MONEY_LOCALE:
+    1,234.5 or 999,999,999.999999."""
+    return format_decimal(amount, locale=settings.MONEY_LOCALE, decimal_quantization=False)
+
+
+def format_money(amount: Decimal, currency: str) -> str:
+    """For people: the amount in its currency, written the MONEY_LOCALE way (€1,234.50,
+    ¥12,000, KWD1.500). Never rounded: a spend of 0.123456 shows all its places."""
+    return format_currency(
+        amount, currency, locale=settings.MONEY_LOCALE, decimal_quantization=False
+    )
+
+
+# --- Currencies ------------------------------------------------------------------------
+# From CLDR, through Babel: which codes are legal tender today and how many decimal
+# places (minor units) each has. No conversion between currencies anywhere.
+
+
+@cache
+def active_currencies() -> frozenset[str]:
+    """ISO 4217 codes that are legal tender in some territory today (154 in CLDR 47):
+    not retired ones (DEM, HRK) nor funds codes (CLF, USN)."""
+    today = datetime.now(UTC).date()
+    return frozenset(
+        code
+        for territory in get_global("territory_currencies")
+        for code in get_territory_currencies(territory, today, tender=True)
+    )
+
+
+def currency_choices() -> list[tuple[str, str]]:
+    """For the admin's select: 'EUR – Euro', by code."""
+    return [(code, f"{code} – {currency_name(code)}") for code in sorted(active_currencies())]
+
+
+def currency_name(code: str) -> str:
+    return str(get_currency_name(code, locale=settings.MONEY_LOCALE))
+
+
+def minor_units(currency: str) -> int:
+    """Decimal places of the currency's smallest unit: JPY 0, EUR 2, KWD 3."""
+    return int(get_currency_precision(currency))
+
+
+BUDGET_NO_MINOR_UNIT = "{currency} ({name}) has no minor unit: give a whole amount (got {value})"
+BUDGET_TOO_PRECISE = (
+    "{currency} ({name}) amounts have at most {places} decimal places (got {value})"
+)
+
+
+def budget_places_error(amount: Decimal, currency: str) -> str | None:
+    """Why `amount` cannot be a budget in `currency` (more places than its minor unit), or
+    None. A spend is not held to this: platforms report cost in micros."""
+    places = minor_units(currency)
+    if amount == amount.quantize(Decimal(1).scaleb(-places)):
+        return None
+    message = BUDGET_NO_MINOR_UNIT if places == 0 else BUDGET_TOO_PRECISE
+    return message.format(
+        currency=currency, name=currency_name(currency), places=places, value=amount
+    )
 
 
 class MoneyField(models.BigIntegerField[Decimal | int | Combinable, Decimal]):

@@ -57,11 +57,12 @@ def over(spend: Decimal, budget: Decimal) -> Decimal:
     return max(spend - budget, Decimal(0))
 
 
-def left_or_over(spend: Decimal, budget: Decimal) -> str:
-    """For people: '3.00 left' under the budget, '5.00 over' past it ('0.00 left' at it)."""
+def left_or_over(spend: Decimal, budget: Decimal, currency: str) -> str:
+    """For people: '€3.00 left' under the budget, '€5.00 over' past it ('€0.00 left' at
+    it)."""
     if spend > budget:
-        return f"{format_money(over(spend, budget))} over"
-    return f"{format_money(left(spend, budget))} left"
+        return f"{format_money(over(spend, budget), currency)} over"
+    return f"{format_money(left(spend, budget), currency)} left"
 
 
 def reasons_label(reasons: Iterable[str]) -> str:
@@ -346,16 +347,16 @@ def spent_share(spend: Decimal, budget: Decimal) -> Decimal:
     return spend / budget if budget > 0 else Decimal(1)
 
 
-def spend_of_budget(spend: Decimal, budget: Decimal) -> str:
-    """For people: '82.00 / 100.00 (82 %)', '100.00 / 100.00 (exhausted)' or
-    '55.00 / 50.00 (5.00 over)'."""
+def spend_of_budget(spend: Decimal, budget: Decimal, currency: str) -> str:
+    """For people: '€82.00 / €100.00 (82 %)', '¥100 / ¥100 (exhausted)' or
+    '€55.00 / €50.00 (€5.00 over)'."""
     if spend > budget:
-        share = left_or_over(spend, budget)
+        share = left_or_over(spend, budget, currency)
     elif exhausted(spend, budget):
         share = "exhausted"
     else:
         share = f"{int(spent_share(spend, budget) * 100)} %"
-    return f"{format_money(spend)} / {format_money(budget)} ({share})"
+    return f"{format_money(spend, currency)} / {format_money(budget, currency)} ({share})"
 
 
 def band(spend: Decimal, budget: Decimal) -> Band:

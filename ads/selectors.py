@@ -43,6 +43,7 @@ class Standing:
 
     spend: Decimal
     budget: Decimal
+    currency: str
     band: Band
     pacing: Pacing
 
@@ -60,11 +61,11 @@ class Standing:
 
     @property
     def left_text(self) -> str:
-        return left_or_over(self.spend, self.budget)
+        return left_or_over(self.spend, self.budget, self.currency)
 
     @property
     def text(self) -> str:
-        return spend_of_budget(self.spend, self.budget)
+        return spend_of_budget(self.spend, self.budget, self.currency)
 
 
 def standing(brand: Brand, at: datetime) -> tuple[Standing, Standing]:
@@ -81,12 +82,14 @@ def standing(brand: Brand, at: datetime) -> tuple[Standing, Standing]:
         Standing(
             day_spend,
             brand.daily_budget,
+            brand.currency,
             band(day_spend, brand.daily_budget),
             pacing(day_spend, brand.daily_budget, day_elapsed),
         ),
         Standing(
             month_spend,
             brand.monthly_budget,
+            brand.currency,
             band(month_spend, brand.monthly_budget),
             pacing(month_spend, brand.monthly_budget, month_elapsed),
         ),

@@ -9,9 +9,10 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
+from babel.numbers import list_currencies
 from django.core.exceptions import ValidationError
 
-from ads.money import MAX_SPEND, MICRO, SPEND_DECIMAL_PLACES, format_money
+from ads.money import MAX_SPEND, MICRO, SPEND_DECIMAL_PLACES, format_amount
 
 # The limits every interface applies; the messages below and the API's schema are
 # written from these, so a limit changes in one place.
@@ -43,6 +44,11 @@ OCCURRED_AT_INVALID = (
 )
 OCCURRED_AT_FUTURE = "{value} is more than " + f"{FUTURE_TOLERANCE_TEXT} in the future"
 OCCURRED_AT_PAST = "{value} is more than " + f"{PAST_LIMIT_TEXT} in the past"
+CURRENCY_INVALID = "{value} is not an ISO 4217 currency code; write it like EUR, USD or JPY"
+CURRENCY_MISMATCH = (
+    "the spend is in {given} but brand '{brand}' pays in {currency}; nothing is converted, "
+    "so send the amount in {currency}"
+)
 KEY_INVALID = f"must be 1 to {MAX_KEY_LENGTH} printable characters without spaces at either end"
 KEY_CONFLICT = (
     "{key} was already used for a different spend (campaign {campaign_id}, amount {amount}); "
@@ -82,11 +88,22 @@ def parse_amount(value: object, *, field: str = "amount") -> Decimal:
         raise invalid(field, AMOUNT_NOT_POSITIVE.format(value=shown(value)))
     if amount > MAX_SPEND:
         raise invalid(
-            field, AMOUNT_TOO_LARGE.format(limit=format_money(MAX_SPEND), value=shown(value))
+            field, AMOUNT_TOO_LARGE.format(limit=format_amount(MAX_SPEND), value=shown(value))
         )
     if amount != amount.quantize(MICRO):
         raise invalid(field, AMOUNT_TOO_PRECISE.format(value=shown(value)))
     return amount
+
+
+def parse_currency(value: object, *, field: str = "currency") -> str | None:
+    """The currency a spend says it is in (None: not said): an ISO 4217 code, in any
+    case (eur is EUR). Whether it is the brand's is checked when the brand is locked."""
+    if value is None or value == "":
+        return None
+    code = value.strip().upper() if isinstance(value, str) else None
+    if code is None or not (len(code) == 3 and code.isascii() and code in list_currencies()):
+        raise invalid(field, CURRENCY_INVALID.format(value=shown(value)))
+    return code
 
 
 def parse_id(value: object, *, field: str = "campaign_id") -> int:

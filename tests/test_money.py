@@ -4,6 +4,7 @@ from decimal import Decimal
 
 import pytest
 from django.db.models import F, Sum
+from pytest_django import Settings
 
 from ads.models import Brand
 from ads.money import format_money, money_value, to_micros
@@ -54,20 +55,37 @@ def test_to_micros_refuses_sub_micro_amounts() -> None:
 
 
 @pytest.mark.parametrize(
-    ("amount", "text"),
-    [("100", "100.00"), ("99.9", "99.90"), ("0.123456", "0.123456"), ("1234567.5", "1,234,567.50")],
+    ("amount", "currency", "text"),
+    [
+        ("100", "EUR", "€100.00"),
+        ("99.9", "USD", "$99.90"),
+        ("0.123456", "EUR", "€0.123456"),
+        ("1234567.5", "EUR", "€1,234,567.50"),
+        ("12000", "JPY", "¥12,000"),
+        ("12000.00", "JPY", "¥12,000"),
+        ("0.5", "JPY", "¥0.5"),  # a spend finer than a yen keeps its places
+        ("1.5", "KWD", "KWD1.500"),
+    ],
 )
-def test_format_money_shows_cents_or_the_real_precision(amount: str, text: str) -> None:
-    assert format_money(Decimal(amount)) == text
+def test_format_money_shows_the_currency_and_its_minor_units_or_the_real_precision(
+    amount: str, currency: str, text: str
+) -> None:
+    assert format_money(Decimal(amount), currency) == text
+
+
+def test_format_money_follows_money_locale(settings: Settings) -> None:
+    settings.MONEY_LOCALE = "de_DE"
+    assert format_money(Decimal("1234.5"), "EUR") == "1.234,50\xa0€"
+    assert format_money(Decimal("12000"), "JPY") == "12.000\xa0¥"
 
 
 # spend, budget: what the page shows
 LEFT_OR_OVER = {
-    ("47", "50"): "3.00 left",
-    ("50", "50"): "0.00 left",
-    ("55", "50"): "5.00 over",
-    ("0.000001", "0"): "0.000001 over",
-    ("1234.5", "12"): "1,222.50 over",
+    ("47", "50"): "€3.00 left",
+    ("50", "50"): "€0.00 left",
+    ("55", "50"): "€5.00 over",
+    ("0.000001", "0"): "€0.000001 over",
+    ("1234.5", "12"): "€1,222.50 over",
 }
 
 
@@ -77,14 +95,14 @@ LEFT_OR_OVER = {
 def test_left_or_over_says_which_side_of_the_budget_spend_is(
     spend: str, budget: str, shown: str
 ) -> None:
-    assert left_or_over(Decimal(spend), Decimal(budget)) == shown
+    assert left_or_over(Decimal(spend), Decimal(budget), "EUR") == shown
 
 
 SPEND_OF_BUDGET = {
-    ("82", "100"): "82.00 / 100.00 (82 %)",
-    ("100", "100"): "100.00 / 100.00 (exhausted)",
-    ("55", "50"): "55.00 / 50.00 (5.00 over)",
-    ("0", "0"): "0.00 / 0.00 (exhausted)",  # a budget of 0 allows nothing
+    ("82", "100"): "¥82 / ¥100 (82 %)",
+    ("100", "100"): "¥100 / ¥100 (exhausted)",
+    ("55", "50"): "¥55 / ¥50 (¥5 over)",
+    ("0", "0"): "¥0 / ¥0 (exhausted)",  # a budget of 0 allows nothing
 }
 
 
@@ -94,4 +112,4 @@ SPEND_OF_BUDGET = {
 def test_spend_of_budget_reads_the_same_for_brands_and_campaigns(
     spend: str, budget: str, shown: str
 ) -> None:
-    assert spend_of_budget(Decimal(spend), Decimal(budget)) == shown
+    assert spend_of_budget(Decimal(spend), Decimal(budget), "JPY") == shown

@@ -117,7 +117,7 @@ def warn_about_budgets(admin_: admin.ModelAdmin[Any], request: HttpRequest, bran
         daily=brand.daily_budget,
         monthly=brand.monthly_budget,
         campaigns=[(c.name, c.daily_budget) for c in campaigns],
-        format_amount=format_money,
+        format_amount=lambda amount: format_money(amount, brand.currency),
     ):
         admin_.message_user(request, warning, messages.WARNING)
 

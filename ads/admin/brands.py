@@ -67,7 +67,7 @@ class CampaignInline(admin.TabularInline[Campaign, Brand]):
     def spend_today(self, obj: Campaign) -> str:
         if not obj.pk or obj.brand.timezone not in brand_zones():
             return "-"  # a new row, or the page is shown again with a bad time zone
-        return format_money(obj.spend_today(timezone.now()))
+        return format_money(obj.spend_today(timezone.now()), obj.brand.currency)
 
 
 def refuse_deleting_spend(form: forms.ModelForm[Campaign]) -> None:

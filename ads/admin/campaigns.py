@@ -110,8 +110,8 @@ class CampaignAdmin(ArchivableAdmin):
     def today(self, obj: Campaign) -> str:
         spend = obj.spend_today(timezone.now())  # 0 after local midnight, before a reset
         if obj.daily_budget is None:
-            return f"{format_money(spend)} (no own budget)"
-        return spend_of_budget(spend, obj.daily_budget)
+            return f"{format_money(spend, obj.brand.currency)} (no own budget)"
+        return spend_of_budget(spend, obj.daily_budget, obj.brand.currency)
 
     @admin.display(description="why not running")
     def why_not_running(self, obj: Campaign) -> str:
@@ -121,7 +121,9 @@ class CampaignAdmin(ArchivableAdmin):
             brand_today = standing(obj.brand, timezone.now())[0]
             left = f"brand {brand_today.left_text} today"
             if obj.daily_budget is not None:
-                own = left_or_over(obj.spend_today(timezone.now()), obj.daily_budget)
+                own = left_or_over(
+                    obj.spend_today(timezone.now()), obj.daily_budget, obj.brand.currency
+                )
                 left += f", own budget {own}"
             return f"It is running ({left})."
         items = (

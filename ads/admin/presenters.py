@@ -56,13 +56,16 @@ def pause_details(campaign: Campaign, at: datetime) -> list[tuple[str, str]]:
     [("Brand daily budget exhausted", "spent 100.00 of 100.00 today; resets Sat ...")]."""
     brand = campaign.brand
     zone = brand.zone
+    currency = brand.currency
     period = brand.counting_period(at)
     next_day = day_bounds(period.day, zone)[1]
     next_month = month_bounds(period.month, zone)[1]
 
     def spent(spend: Decimal, budget: Decimal, of: str = "") -> str:
-        over = f" ({left_or_over(spend, budget)})" if spend > budget else ""
-        return f"spent {format_money(spend)} of {of}{format_money(budget)}{over}"
+        over = f" ({left_or_over(spend, budget, currency)})" if spend > budget else ""
+        return (
+            f"spent {format_money(spend, currency)} of {of}{format_money(budget, currency)}{over}"
+        )
 
     own = spent(campaign.spend_today(at), campaign.daily_budget or Decimal(0), "its own ")
     details: dict[str, str] = {

@@ -106,6 +106,7 @@ def raise_alerts(totals: Iterable["BrandTotals"], *, at: datetime) -> list[Budge
     # alerts by crossing.
     BudgetAlert.objects.bulk_create(new, ignore_conflicts=True)
     names = {brand.brand_id: brand.name for brand in totals}
+    currencies = {brand.brand_id: brand.currency for brand in totals}
     for alert in new:
         logger.warning(
             "budget alert: %s reached %d%% of its %s budget for %s (%s of %s)",
@@ -113,8 +114,8 @@ def raise_alerts(totals: Iterable["BrandTotals"], *, at: datetime) -> list[Budge
             alert.threshold,
             alert.budget_kind,
             alert.period,
-            format_money(alert.spend),
-            format_money(alert.budget),
+            format_money(alert.spend, currencies[alert.brand_id]),
+            format_money(alert.budget, currencies[alert.brand_id]),
         )
     if mails := [Crossing.of(alert) for alert in new if alert.emailed_to]:
         transaction.on_commit(partial(queue_alert_mails, mails))
@@ -156,14 +157,14 @@ def send_alert_mail(*, crossing: Crossing) -> bool:
     alert = BudgetAlert.objects.select_related("brand").filter(**crossing._asdict()).first()
     if alert is None or not alert.emailed_to:  # deleted with its brand, or no contact
         return False
-    brand_name = alert.brand.name
+    brand_name, currency = alert.brand.name, alert.brand.currency
     paused = alert.threshold >= 100
     try:
         send_mail(
             subject=f"{brand_name}: {alert.threshold} % of the {alert.budget_kind} budget spent",
             message=(
-                f"{brand_name} has spent {format_money(alert.spend)} of its "
-                f"{alert.budget_kind} budget of {format_money(alert.budget)} for "
+                f"{brand_name} has spent {format_money(alert.spend, currency)} of its "
+                f"{alert.budget_kind} budget of {format_money(alert.budget, currency)} for "
                 f"{alert.period}.\n"
                 + (
                     "Its campaigns are paused until the budget resets or is raised.\n"

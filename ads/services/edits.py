@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 BRAND_AUDITED_FIELDS = (
     "name",
     "timezone",
+    "currency",
     "daily_budget",
     "monthly_budget",
     "is_active",
@@ -39,6 +40,23 @@ def _edited(changed_fields: Iterable[str], editable: Sequence[str]) -> list[str]
     return [field for field in editable if field in changed]
 
 
+CURRENCY_FIXED = (
+    "stays {old}: this brand has spend in {old}, and a ledger or budget must not mix "
+    "currencies. To pay in {new}, create a new brand (ad platforms also make a change of "
+    "currency a new account)."
+)
+
+
+def currency_change_error(brand_pk: int | None, old: str, new: str) -> str | None:
+    """Why a brand cannot change from currency `old` to `new`, or None: a brand's
+    currency is fixed once it has spend."""
+    if brand_pk is None or old == new:
+        return None
+    if not SpendEvent.objects.filter(brand_id=brand_pk).exists():
+        return None
+    return CURRENCY_FIXED.format(old=old, new=new)
+
+
 def save_brand(
     brand: Brand, *, changed_fields: Iterable[str], actor: str, at: datetime
 ) -> RefreshResult:
@@ -46,9 +64,18 @@ def save_brand(
 
     Only `changed_fields` are written: the instance may have been read before the lock
     (counters, period markers) or shown to a person before a colleague's change.
+    Raises ValidationError, writing nothing, for a currency change of a brand with
+    spend or a budget finer than the currency's minor unit (the admin form says so
+    first; this holds under the lock, when a spend has just arrived).
     """
     with transaction.atomic():
         old = lock_brands([brand.pk])[0] if brand.pk else None
+        old_currency = old.currency if old is not None else brand.currency
+        if "currency" in changed_fields and (
+            error := currency_change_error(brand.pk, old_currency, brand.currency)
+        ):
+            raise ValidationError({"currency": error})
+        brand.clean()
         if old is None:
             brand.save()
         else:
@@ -179,8 +206,10 @@ def spend_blocking_delete(objects: Iterable[Brand | Campaign]) -> list[str]:
             .annotate(count=Count("pk"), total=Sum("amount"))
         )
         for row in sorted(ledger, key=lambda row: row[owner]):
-            name = f"{owner.capitalize()} '{chosen[row[owner]]}'"
-            total = format_money(row["total"])
+            obj = chosen[row[owner]]
+            name = f"{owner.capitalize()} '{obj}'"
+            currency = obj.currency if isinstance(obj, Brand) else obj.brand.currency
+            total = format_money(row["total"], currency)
             reasons.append(HAS_SPEND.format(name=name, count=row["count"], total=total))
     return reasons
 

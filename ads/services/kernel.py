@@ -45,7 +45,7 @@ from ads.money import (
     MICROS_PER_UNIT,
     MoneyField,
     canonical,
-    format_money,
+    format_amount,
     from_micros,
     money_value,
 )
@@ -111,6 +111,7 @@ class CampaignState:
 class BrandTotals:
     brand_id: int
     name: str
+    currency: str
     daily_budget: Decimal
     daily_spend: Decimal
     monthly_budget: Decimal
@@ -125,6 +126,7 @@ class BrandTotals:
         return cls(
             brand_id=brand.pk,
             name=brand.name,
+            currency=brand.currency,
             daily_budget=brand.daily_budget,
             daily_spend=brand.current_daily_spend,
             monthly_budget=brand.monthly_budget,
@@ -309,10 +311,10 @@ def within_limit(
         owner,
         pk,
         name,
-        format_money(total),
+        format_amount(total),
         counter,
         period,
-        format_money(MAX_COUNTER),
+        format_amount(MAX_COUNTER),
     )
     return MAX_COUNTER
 
@@ -394,6 +396,7 @@ class _BrandRow(NamedTuple):
     pk: int
     name: str
     timezone: str
+    currency: str
     is_active: bool
     daily_budget: Decimal
     current_daily_spend: Decimal

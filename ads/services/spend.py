@@ -22,7 +22,7 @@ from ads.models import (
     SpendEvent,
     SpendSource,
 )
-from ads.money import format_money, money_value
+from ads.money import format_amount, format_money, money_value
 from ads.rules import (
     local_date,
 )
@@ -37,11 +37,13 @@ from ads.services.kernel import (
 from ads.sql import in_ids, in_texts
 from ads.validation import (
     CAMPAIGN_UNKNOWN,
+    CURRENCY_MISMATCH,
     KEY_CONFLICT,
     SpendConflict,
     describe,
     invalid,
     parse_amount,
+    parse_currency,
     parse_id,
     parse_idempotency_key,
     parse_occurred_at,
@@ -68,13 +70,15 @@ def record_spend(
     *,
     occurred_at: object = None,
     idempotency_key: object = None,
+    currency: object = None,
     source: str = SpendSource.CLI,
     at: datetime | None = None,
 ) -> SpendResult:
     """Record one spend in the ledger, move the counters, and enforce at once.
 
     Arguments may be untrusted (strings from the command line, JSON from a task); each
-    is validated before anything is written. `at` is when the spend is recorded
+    is validated before anything is written. `currency`, when given, must be the
+    brand's: amounts are never converted. `at` is when the spend is recorded
     (default: now). Raises `ValidationError` naming the bad field.
     """
     at = at or timezone.now()
@@ -82,10 +86,11 @@ def record_spend(
     amount = parse_amount(amount)
     occurred = parse_occurred_at(occurred_at, at=at)
     key = parse_idempotency_key(idempotency_key)
+    stated = parse_currency(currency)
     if source not in SpendSource.values:
         raise invalid("source", f"must be one of {', '.join(SpendSource.values)}")
     return in_key_race(
-        [key], lambda: _record_spend_locked(campaign_id, amount, occurred, key, source, at)
+        [key], lambda: _record_spend_locked(campaign_id, amount, occurred, key, stated, source, at)
     )
 
 
@@ -119,15 +124,31 @@ def in_key_race(keys: Sequence[str], record: Callable[[], R]) -> R:
             taken_before = taken
 
 
+def currency_mismatch(stated: str | None, brand: Brand) -> str | None:
+    """Why a spend stated in `stated` cannot count for `brand`, or None. Checked under
+    the brand's lock: a brand without spend may change currency until then."""
+    if stated is None or stated == brand.currency:
+        return None
+    return CURRENCY_MISMATCH.format(given=stated, brand=brand.name, currency=brand.currency)
+
+
 def _record_spend_locked(
-    campaign_id: int, amount: Decimal, occurred: datetime, key: str, source: str, at: datetime
+    campaign_id: int,
+    amount: Decimal,
+    occurred: datetime,
+    key: str,
+    currency: str | None,
+    source: str,
+    at: datetime,
 ) -> SpendResult:
     # Find the campaign's brand and lock its row in one statement (the hot path).
     brand = Brand.objects.select_for_update(of=("self",)).filter(campaigns__pk=campaign_id).first()
     if brand is None:
         raise invalid("campaign_id", CAMPAIGN_UNKNOWN.format(value=campaign_id))
+    if mismatch := currency_mismatch(currency, brand):
+        raise invalid("currency", mismatch)
     brand_id = brand.pk
-    existing = SpendEvent.objects.filter(idempotency_key=key).first()
+    existing = SpendEvent.objects.select_related("brand").filter(idempotency_key=key).first()
     if existing is not None:
         _check_same_spend(existing, campaign_id=campaign_id, amount=amount)
     # Before any figure is read, also for a spend already recorded: after the brand's
@@ -197,6 +218,7 @@ class SpendInput:
     amount: object
     occurred_at: object = None
     idempotency_key: object = None
+    currency: object = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +228,7 @@ class _Spend:
     amount: Decimal
     occurred_at: datetime
     key: str
+    currency: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,10 +317,15 @@ def _record_batch_locked(
     errors: list[str] = []
     brand_ids = sorted(set(brand_of.values()))
     brands = lock_brands(brand_ids)
+    brand_by_pk = {brand.pk: brand for brand in brands}
+    for spend in unique:
+        if mismatch := currency_mismatch(spend.currency, brand_by_pk[brand_of[spend.campaign_id]]):
+            errors.append(_row_error(label, spend.number, f"currency: {mismatch}"))
+    _raise_batch_errors(errors, conflicts=0)
     recorded = SpendEvent.objects.filter(idempotency_key__in=in_texts([s.key for s in unique]))
     existing = {
         row["idempotency_key"]: row
-        for row in recorded.values("idempotency_key", "campaign_id", "amount")
+        for row in recorded.values("idempotency_key", "campaign_id", "amount", "brand__currency")
     }
     for spend in unique:
         if (row := existing.get(spend.key)) is None:
@@ -306,7 +334,7 @@ def _record_batch_locked(
             reason = "idempotency_key: " + KEY_CONFLICT.format(
                 key=shown(spend.key),
                 campaign_id=row["campaign_id"],
-                amount=format_money(row["amount"]),
+                amount=format_money(row["amount"], row["brand__currency"]),
             )
             errors.append(_row_error(label, spend.number, reason))
     _raise_batch_errors(errors, conflicts=len(errors))
@@ -335,6 +363,7 @@ def _parse_batch(
                     amount=parse_amount(event.amount),
                     occurred_at=parse_occurred_at(event.occurred_at, at=at),
                     key=parse_idempotency_key(event.idempotency_key),
+                    currency=parse_currency(event.currency),
                 )
             )
         except ValidationError as error:
@@ -436,7 +465,7 @@ def add_to_counters(model: type[M], pk: int, amounts: Mapping[str, Decimal]) -> 
     counter = COUNTER_NAMES[full or next(iter(amounts))]
     return COUNTER_FULL.format(
         counter=f'{counter} of {model._meta.model_name} {pk} "{row["name"]}"',
-        limit=format_money(MAX_COUNTER),
+        limit=format_amount(MAX_COUNTER),
     )
 
 
@@ -448,7 +477,7 @@ def _check_same_spend(existing: SpendEvent, *, campaign_id: int, amount: Decimal
                     KEY_CONFLICT.format(
                         key=shown(existing.idempotency_key),
                         campaign_id=existing.campaign_id,
-                        amount=format_money(existing.amount),
+                        amount=format_money(existing.amount, existing.brand.currency),
                     )
                 ]
             }

@@ -163,7 +163,7 @@ class Command(BaseCommand):
             paused = brand.campaigns.filter(is_active=False).count()
             self.stdout.write(
                 f"  {brand.name:<20} {bar(share)} {share:>5.0%}  "
-                f"{format_money(brand.current_daily_spend):>9} of "
-                f"{format_money(brand.daily_budget):>9}  "
+                f"{format_money(brand.current_daily_spend, brand.currency):>11} of "
+                f"{format_money(brand.daily_budget, brand.currency):>11}  "
                 f"{running} running, {paused} paused"
             )

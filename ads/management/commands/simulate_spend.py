@@ -191,8 +191,10 @@ class Command(BaseCommand):
 
     def report(self, result: SpendResult) -> None:
         event, campaign, brand = result.event, result.campaign, result.brand
+        currency = brand.currency
         spend = (
-            f"spend #{event.pk}: {format_money(event.amount)} on campaign {campaign.campaign_id} "
+            f"spend #{event.pk}: {format_money(event.amount, currency)} "
+            f"on campaign {campaign.campaign_id} "
             f'"{campaign.name}", occurred {event.occurred_at.isoformat()}, '
             f"key {event.idempotency_key}"
         )
@@ -218,13 +220,14 @@ class Command(BaseCommand):
                     )
                 )
         own = (
-            f"own daily budget {format_money(campaign.daily_budget)}, "
-            f"{left_or_over(campaign.daily_spend, campaign.daily_budget)}"
+            f"own daily budget {format_money(campaign.daily_budget, currency)}, "
+            f"{left_or_over(campaign.daily_spend, campaign.daily_budget, currency)}"
             if campaign.daily_budget is not None
             else "no own budget"
         )
         self.stdout.write(
-            f'Campaign "{campaign.name}": {format_money(campaign.daily_spend)} today ({own}); '
+            f'Campaign "{campaign.name}": '
+            f"{format_money(campaign.daily_spend, currency)} today ({own}); "
             + (
                 "running"
                 if campaign.is_active
@@ -232,12 +235,12 @@ class Command(BaseCommand):
             )
         )
         self.stdout.write(
-            f'Brand "{brand.name}": today {format_money(brand.daily_spend)} of '
-            f"{format_money(brand.daily_budget)} "
-            f"({left_or_over(brand.daily_spend, brand.daily_budget)}); "
-            f"this month {format_money(brand.monthly_spend)} of "
-            f"{format_money(brand.monthly_budget)} "
-            f"({left_or_over(brand.monthly_spend, brand.monthly_budget)})"
+            f'Brand "{brand.name}": today {format_money(brand.daily_spend, currency)} of '
+            f"{format_money(brand.daily_budget, currency)} "
+            f"({left_or_over(brand.daily_spend, brand.daily_budget, currency)}); "
+            f"this month {format_money(brand.monthly_spend, currency)} of "
+            f"{format_money(brand.monthly_budget, currency)} "
+            f"({left_or_over(brand.monthly_spend, brand.monthly_budget, currency)})"
         )
         if result.changes:
             self.stdout.write("Campaigns whose state changed:")
