@@ -20,21 +20,38 @@ def ledger_total(brand: Brand) -> Decimal:
     return sum((e.amount for e in SpendEvent.objects.filter(brand=brand)), Decimal(0))
 
 
-def test_reference_case_pauses_on_the_thousandth_spend_of_ten_cents() -> None:
-    campaign = CampaignFactory.create(brand__daily_budget=Decimal("100.00"), evaluated_at=NOW)
+# SPEC 2's reference case, in each kind of currency: cents, no minor unit (a spend may
+# still be a fraction of a yen: platforms report micros), and three places (fils).
+REFERENCE_CASES = {
+    "EUR cents": ("EUR", "100.00", "0.10"),
+    "JPY whole yen": ("JPY", "1000", "1"),
+    "JPY tenths of a yen": ("JPY", "100", "0.10"),
+    "KWD fils": ("KWD", "1.000", "0.001"),
+}
+
+
+@pytest.mark.parametrize(
+    ("currency", "budget", "spend"), REFERENCE_CASES.values(), ids=REFERENCE_CASES.keys()
+)
+def test_reference_case_pauses_on_the_thousandth_spend_in_each_currency(
+    currency: str, budget: str, spend: str
+) -> None:
+    campaign = CampaignFactory.create(
+        brand__currency=currency, brand__daily_budget=Decimal(budget), evaluated_at=NOW
+    )
 
     for n in range(1, 1000):
-        result = record_spend(campaign.pk, Decimal("0.10"), at=NOW)
+        result = record_spend(campaign.pk, spend, currency=currency, at=NOW)
         assert result.campaign.is_active, f"paused early, at spend {n}"
-    assert result.brand.daily_spend == Decimal("99.90")
+    assert result.brand.daily_spend == Decimal(budget) - Decimal(spend)
 
-    result = record_spend(campaign.pk, Decimal("0.10"), at=NOW)
+    result = record_spend(campaign.pk, spend, currency=currency, at=NOW)
 
     assert not result.campaign.is_active
     assert result.campaign.pause_reasons == (PauseReason.BRAND_DAILY_BUDGET,)
     brand = Brand.objects.get()
-    assert brand.current_daily_spend == Decimal("100.00") == ledger_total(brand)
-    assert brand.current_monthly_spend == Decimal("100.00")
+    assert brand.current_daily_spend == Decimal(budget) == ledger_total(brand)
+    assert brand.current_monthly_spend == Decimal(budget)
 
 
 def test_spends_of_ten_and_seventy_cents_exhaust_a_budget_of_eighty() -> None:

@@ -1,6 +1,8 @@
-"""Load a small demo data set: brands in several time zones, some near their budget."""
+"""Load a small demo data set: brands in several time zones and currencies, some near
+their budget."""
 
 import logging
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import time
 from decimal import Decimal
@@ -11,7 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from ads.models import Brand, Campaign, Schedule, ScheduleWindow, SpendEvent
-from ads.money import format_money
+from ads.money import format_money, minor_units
 from ads.rules import EVERY_DAY, local_date, weekday_mask
 from ads.services import record_spend, refresh_campaign_states
 
@@ -20,6 +22,7 @@ from ads.services import record_spend, refresh_campaign_states
 class DemoBrand:
     name: str
     zone: str
+    currency: str
     daily: str
     monthly: str
     campaigns: tuple[tuple[str, str | None], ...]  # (name, own daily budget)
@@ -31,6 +34,7 @@ DEMO = (
     DemoBrand(
         "Northwind Coffee",
         "America/New_York",
+        "USD",
         "500.00",
         "12000.00",
         (
@@ -43,14 +47,16 @@ DEMO = (
     DemoBrand(
         "Sakura Cosmetics",
         "Asia/Tokyo",
-        "800.00",
-        "20000.00",
+        "JPY",  # no minor unit: whole yen
+        "80000",
+        "2000000",
         (("Search - Generic", None), ("Social - Launch", None)),
         "1.00",
     ),
     DemoBrand(
         "Lindqvist Outdoor",
         "Europe/Stockholm",
+        "EUR",
         "300.00",
         "8000.00",
         (("Search - Tents", "60.00"), ("Shopping - All products", None)),
@@ -59,14 +65,25 @@ DEMO = (
     DemoBrand(
         "Himalaya Treks",
         "Asia/Kathmandu",
+        "USD",
         "50.00",
         "1200.00",
         (("Search - Trekking", None),),
         "0.20",
     ),
     DemoBrand(
+        "Gulf Pearl Jewellery",
+        "Asia/Kuwait",
+        "KWD",  # three decimal places (fils)
+        "150.000",
+        "4000.000",
+        (("Search - Pearls", "40.500"), ("Social - Gifts", None)),
+        "0.80",
+    ),
+    DemoBrand(
         "Harbour Books",
         "Europe/London",
+        "GBP",
         "120.00",
         "3000.00",
         (("Search - Bestsellers", None), ("Display - Prospecting", None)),
@@ -110,12 +127,15 @@ class Command(BaseCommand):
                     for days, start, end in windows
                 )
         for n, demo in enumerate(DEMO, start=1):
-            self.stdout.write(f"[{n}/{len(DEMO)}] {demo.name} ({demo.zone}) ...", ending="")
+            self.stdout.write(
+                f"[{n}/{len(DEMO)}] {demo.name} ({demo.zone}, {demo.currency}) ...", ending=""
+            )
             with transaction.atomic():
                 brand, _ = Brand.objects.get_or_create(
                     name=demo.name,
                     defaults={
                         "timezone": demo.zone,
+                        "currency": demo.currency,
                         "daily_budget": Decimal(demo.daily),
                         "monthly_budget": Decimal(demo.monthly),
                         "is_active": demo.is_active,
@@ -136,8 +156,10 @@ class Command(BaseCommand):
             refresh_campaign_states(at=now, actor="seed_demo", brand_ids=[brand.pk])
             # The same keys on the same local day: running the command again adds nothing.
             day = local_date(now, brand.zone)
+            # Whole yen, cents, fils: as a platform would report them in this currency.
+            smallest = Decimal(1).scaleb(-minor_units(brand.currency))
             amount = (brand.daily_budget * Decimal(demo.spend_share) / SPENDS_PER_BRAND).quantize(
-                Decimal("0.01")
+                smallest
             )
             recorded = 0
             keys = [f"demo-{brand.pk}-{day}-{i}" for i in range(SPENDS_PER_BRAND)]
@@ -149,13 +171,19 @@ class Command(BaseCommand):
             for i, key in enumerate(keys):
                 if amount > 0 and key not in done:
                     record_spend(
-                        campaigns[i % len(campaigns)].pk, amount, idempotency_key=key, at=now
+                        campaigns[i % len(campaigns)].pk,
+                        amount,
+                        idempotency_key=key,
+                        currency=brand.currency,
+                        at=now,
                     )
                     recorded += 1
             self.stdout.write(f" {len(campaigns)} campaigns, {recorded} new spends")
 
         self.stdout.write("\nToday's spend against daily budget (local day of each brand):")
+        totals: dict[str, Decimal] = defaultdict(Decimal)
         for brand in Brand.objects.order_by("name"):
+            totals[brand.currency] += brand.current_daily_spend
             share = (
                 brand.current_daily_spend / brand.daily_budget if brand.daily_budget else Decimal(1)
             )
@@ -167,3 +195,6 @@ class Command(BaseCommand):
                 f"{format_money(brand.daily_budget, brand.currency):>11}  "
                 f"{running} running, {paused} paused"
             )
+        # Never one sum across currencies: nothing converts yen into dollars.
+        by_currency = ", ".join(format_money(totals[code], code) for code in sorted(totals))
+        self.stdout.write(f"Spend today by currency: {by_currency}")
