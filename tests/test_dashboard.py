@@ -211,9 +211,34 @@ def test_ledger_csv_export_follows_the_filters(admin_client: Client) -> None:
     assert response["Content-Type"] == "text/csv; charset=utf-8"
     rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
     assert rows[0][:3] == ["id", "occurred_at", "recorded_at"]
-    assert sorted(row[7] for row in rows[1:]) == ["0.25", "1.50"]
-    assert {row[4] for row in rows[1:]} == {"Wanted"}
-    assert "'=HYPERLINK(1)" in [row[9] for row in rows[1:]]
+    lines = [dict(zip(rows[0], row, strict=True)) for row in rows[1:]]
+    assert sorted(line["amount"] for line in lines) == ["0.25", "1.50"]
+    assert {line["brand__name"] for line in lines} == {"Wanted"}
+    assert "'=HYPERLINK(1)" in [line["idempotency_key"] for line in lines]
+
+
+def export(client: Client) -> list[dict[str, str]]:
+    response = client.get(reverse("admin:ads_spendevent_export"))
+    assert isinstance(response, StreamingHttpResponse)
+    return list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+
+
+def test_ledger_csv_names_each_amounts_currency_and_keeps_the_amount_a_plain_number(
+    admin_client: Client,
+) -> None:
+    brand_spending("Paris", "1234.50")
+    brand_spending("Tokyo", "1200", budget="20000", currency="JPY")
+    brand_spending("Kuwait", "1.505", budget="10.000", currency="KWD")
+
+    lines = export(admin_client)
+
+    header = list(lines[0])
+    assert header[header.index("amount") + 1] == "currency"  # next to the amount
+    assert sorted((line["brand__name"], line["amount"], line["currency"]) for line in lines) == [
+        ("Kuwait", "1.505", "KWD"),
+        ("Paris", "1234.50", "EUR"),
+        ("Tokyo", "1200.00", "JPY"),
+    ]
 
 
 def test_ledger_page_links_to_the_export_with_its_filters(admin_client: Client) -> None:
