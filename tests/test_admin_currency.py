@@ -226,6 +226,36 @@ def test_a_brand_with_spend_shows_its_currency_read_only_with_the_reason(
     assert '<abbr class="money-currency" title="Euro">EUR</abbr>' in daily
 
 
+def test_a_yen_brand_with_spend_has_whole_yen_budget_boxes(admin_client: Client) -> None:
+    campaign = spent("JPY", budget="20000")
+    Campaign.objects.update(daily_budget=Decimal(5000))
+
+    page = admin_client.get(admin_url(campaign.brand)).content.decode()
+
+    def box(name: str) -> str:
+        return page.split(f'<input type="number" name="{name}"')[1].split(">")[0]
+
+    assert 'value="20000"' in box("daily_budget")  # not 20000.00
+    assert 'step="1"' in box("daily_budget")
+    assert 'value="5000"' in box("campaigns-0-daily_budget")
+    assert 'step="1"' in box("campaigns-0-daily_budget")
+    assert '<abbr class="money-currency" title="Japanese Yen">JPY</abbr>' in page
+
+
+def test_the_brand_list_filters_by_the_currencies_brands_use(admin_client: Client) -> None:
+    BrandFactory.create(currency="JPY")
+    BrandFactory.create(currency="KWD")
+
+    page = admin_client.get(reverse("admin:ads_brand_changelist")).content.decode()
+
+    currencies = page.split("By currency")[1].split("</ul>")[0]
+    assert "?currency=JPY" in currencies
+    assert "?currency=KWD" in currencies
+    assert "?currency=EUR" not in currencies  # no brand pays in euros
+    assert len(admin_client.get(reverse("admin:ads_brand_changelist"), {"currency": "JPY"})
+               .context["cl"].result_list) == 1  # fmt: skip
+
+
 def test_a_forged_currency_change_of_a_brand_with_spend_is_refused_and_nothing_written(
     admin_client: Client,
 ) -> None:
@@ -287,7 +317,7 @@ def test_every_amount_in_the_admin_reads_in_the_brands_currency(admin_client: Cl
         return response.content.decode()
 
     brands = page("brand_changelist")
-    assert '<abbr title="Japanese Yen">JPY</abbr>' in brands
+    assert 'class="money-currency brand-currency" title="Japanese Yen">JPY</abbr>' in brands
     assert "¥1,800 / ¥2,000 (90 %)" in brands
     brand_page = page("brand_change", brand.pk)
     assert '<div class="readonly">¥1,800</div>' in brand_page  # the counters

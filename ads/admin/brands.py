@@ -136,15 +136,20 @@ def refuse_deleting_spend(form: forms.ModelForm[Campaign]) -> None:
 class BrandAdmin(ArchivableAdmin):
     form = BrandForm
     list_display = (
-        "name",
-        "currency_code",
+        "name_and_currency",
         "local_time",
         "is_active",
         "today",
         "this_month",
         "campaign_counts",
     )
-    list_filter = (ArchivedFilter, "is_active", "currency", "timezone")
+    # The currencies and zones brands use, not every one there is.
+    list_filter = (
+        ArchivedFilter,
+        "is_active",
+        ("currency", admin.AllValuesFieldListFilter),
+        "timezone",
+    )
     search_fields = ("name",)
     readonly_fields = (
         "daily_counter",
@@ -197,9 +202,16 @@ class BrandAdmin(ArchivableAdmin):
             obj._standing = standing(obj, timezone.now())  # type: ignore[attr-defined]  # per-row cache
         return obj._standing  # type: ignore[attr-defined, no-any-return]  # set above
 
-    @admin.display(description="currency", ordering="currency")
-    def currency_code(self, obj: Brand) -> str:
-        return format_html('<abbr title="{}">{}</abbr>', currency_name(obj.currency), obj.currency)
+    @admin.display(description="name", ordering="name")
+    def name_and_currency(self, obj: Brand) -> str:
+        # The code under the name: a column of its own would push the list past the width
+        # of a laptop screen.
+        return format_html(
+            '{}<abbr class="money-currency brand-currency" title="{}">{}</abbr>',
+            obj.name,
+            currency_name(obj.currency),
+            obj.currency,
+        )
 
     @admin.display(description="current daily spend")
     def daily_counter(self, obj: Brand) -> str:

@@ -56,6 +56,15 @@ class MoneyInput(forms.NumberInput):
         self.currency = currency
         self.attrs["step"] = str(Decimal(1).scaleb(-minor_units(currency)))
 
+    def format_value(self, value: Any) -> Any:
+        # 10000 rather than 10000.00 for yen, 10.500 for dinars: the currency's own places,
+        # when that loses nothing.
+        if self.currency is not None and isinstance(value, Decimal) and value.is_finite():
+            places = Decimal(1).scaleb(-minor_units(self.currency))
+            if value.quantize(places) == value:
+                value = value.quantize(places)
+        return super().format_value(value)
+
     def get_context(self, name: str, value: Any, attrs: dict[str, Any] | None) -> dict[str, Any]:
         context = super().get_context(name, value, attrs)
         if self.currency is not None:
