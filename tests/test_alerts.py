@@ -86,6 +86,33 @@ def test_each_threshold_alerts_once_when_crossed_and_mails_the_contact(campaign_
     assert "paused until the budget resets" in mail.outbox[2].body
 
 
+@pytest.mark.parametrize(
+    ("currency", "budget", "spend", "shown"),
+    [
+        ("JPY", "12000", "12000", "has spent ¥12,000 of its daily budget of ¥12,000"),
+        ("KWD", "10.500", "10.500", "has spent KWD10.500 of its daily budget of KWD10.500"),
+    ],
+)
+def test_alert_mails_and_logs_read_in_the_brands_currency(
+    caplog: pytest.LogCaptureFixture, currency: str, budget: str, spend: str, shown: str
+) -> None:
+    campaign = CampaignFactory.create(
+        brand__name="Far",
+        brand__currency=currency,
+        brand__daily_budget=Decimal(budget),
+        brand__monthly_budget=Decimal(budget) * 30,
+        brand__contact_email="ops@far.example",
+    )
+    record_spend(campaign.pk, spend, at=NOW)
+    mail_alerts()
+
+    assert shown in mail.outbox[-1].body
+    amount = shown.split("spent ")[1].split(" of")[0]
+    assert f"Far reached 100% of its daily budget for 2026-11-27 ({amount} of {amount})" in (
+        caplog.text
+    )
+
+
 def crossings() -> list[tuple[int, str]]:
     """(threshold, budget) of each daily alert, oldest first."""
     rows = BudgetAlert.objects.filter(budget_kind="daily").order_by("created_at", "pk")
