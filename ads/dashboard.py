@@ -2,12 +2,12 @@
 what paused lately and why, spend per hour today, and whether the periodic tasks ran.
 The rows come from `ads.selectors`; this module only lays them out."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from ads.money import format_money
+from ads.money import currency_name, format_money
 from ads.selectors import (
     brands_near_budget,
     hourly_spend,
@@ -21,6 +21,7 @@ from ads.selectors import (
 class Bar:
     hour: int
     amount: Decimal
+    currency: str
     x: int
     y: int
     height: int
@@ -28,17 +29,32 @@ class Bar:
 
     @property
     def label(self) -> str:
-        return f"{self.hour:02d}:00–{self.hour:02d}:59 UTC: {format_money(self.amount, 'EUR')}"  # FIXME per currency
+        return (
+            f"{self.hour:02d}:00–{self.hour:02d}:59 UTC: {format_money(self.amount, self.currency)}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class HourChart:
+    """One currency's spend per hour today: its own bars, scale and total. Each
+    currency has a chart of its own, since yen and euros cannot be added or compared."""
+
+    currency: str
+    bars: tuple[Bar, ...]
+    top: Decimal  # the tallest bar, the chart's scale
+    total: Decimal
+
+    @property
+    def name(self) -> str:
+        return currency_name(self.currency)
 
 
 CHART_HEIGHT = 120
 BAR_WIDTH = 20
 
 
-def spend_per_hour(at: datetime) -> tuple[list[Bar], Decimal]:
-    """Spend of every brand in each hour of today (UTC), as bars of an SVG chart, and
-    the largest hourly amount (the chart's scale)."""
-    hourly = hourly_spend(at)
+def hour_chart(currency: str, hourly: Mapping[int, Decimal], at: datetime) -> HourChart:
+    """The 24 bars of one currency's spend per hour of today (UTC), scaled to its tallest."""
     top = max(hourly.values(), default=Decimal(0))
     bars = []
     for hour in range(24):
@@ -47,9 +63,24 @@ def spend_per_hour(at: datetime) -> tuple[list[Bar], Decimal]:
         if amount and not height:
             height = 1  # a sliver, so small spend is still visible
         bars.append(
-            Bar(hour, amount, hour * BAR_WIDTH, CHART_HEIGHT - height, height, hour == at.hour)
+            Bar(
+                hour,
+                amount,
+                currency,
+                hour * BAR_WIDTH,
+                CHART_HEIGHT - height,
+                height,
+                hour == at.hour,
+            )
         )
-    return bars, top
+    return HourChart(currency, tuple(bars), top, sum(hourly.values(), Decimal(0)))
+
+
+def spend_per_hour(at: datetime) -> list[HourChart]:
+    """A chart per currency that has spend today (UTC), by currency code."""
+    return [
+        hour_chart(currency, hourly, at) for currency, hourly in sorted(hourly_spend(at).items())
+    ]
 
 
 def dashboard(at: datetime, *, can_view: Callable[[str], bool]) -> dict[str, object]:
@@ -60,11 +91,8 @@ def dashboard(at: datetime, *, can_view: Callable[[str], bool]) -> dict[str, obj
     if can_view("ads.view_budgetalert"):
         context["recent_alerts"] = recent_alerts(at)
     if can_view("ads.view_spendevent"):
-        bars, top = spend_per_hour(at)
         context |= {
-            "hour_bars": bars,
-            "hour_top": top,
-            "hour_total": sum((bar.amount for bar in bars), Decimal(0)),
+            "hour_charts": spend_per_hour(at),
             "chart_height": CHART_HEIGHT,
             "chart_width": 24 * BAR_WIDTH,
         }

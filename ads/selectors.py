@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import Count, Model, Q, QuerySet, Sum
+from django.db.models import Count, F, Model, Q, QuerySet, Sum
 from django.db.models.functions import TruncHour
 from django_celery_beat.models import PeriodicTask
 
@@ -167,19 +167,22 @@ def recent_alerts(at: datetime, hours: int = 24) -> QuerySet[BudgetAlert]:
     ).select_related("brand")[:50]
 
 
-def hourly_spend(at: datetime) -> dict[int, Decimal]:
-    """Spend of every brand in each hour (0-23) of at's UTC day that has any."""
+def hourly_spend(at: datetime) -> dict[str, dict[int, Decimal]]:
+    """Spend in each hour (0-23) of at's UTC day that has any, per currency (the brand's):
+    {"EUR": {9: Decimal("6.00")}, "JPY": {...}}. Amounts of different currencies are never
+    added together."""
     start = at.replace(hour=0, minute=0, second=0, microsecond=0)
-    return {
-        row["hour"].hour: row["total"]
-        for row in SpendEvent.objects.filter(
-            occurred_at__gte=start, occurred_at__lt=start + timedelta(days=1)
-        )
+    rows = (
+        SpendEvent.objects.filter(occurred_at__gte=start, occurred_at__lt=start + timedelta(days=1))
         .order_by()
-        .annotate(hour=TruncHour("occurred_at"))
-        .values("hour")
+        .annotate(hour=TruncHour("occurred_at"), currency=F("brand__currency"))
+        .values("currency", "hour")
         .annotate(total=Sum("amount"))
-    }
+    )
+    per_currency: dict[str, dict[int, Decimal]] = {}
+    for row in rows:
+        per_currency.setdefault(row["currency"], {})[row["hour"].hour] = row["total"]
+    return per_currency
 
 
 def periodic_task_runs() -> Sequence[PeriodicTask]:

@@ -166,7 +166,7 @@ def test_campaign_page_says_why_it_is_not_running(
     response = admin_client.get(admin_url(exhausted_campaign))
 
     assert (
-        "<strong>Brand daily budget exhausted</strong>: spent 10.00 of 10.00 today; "
+        "<strong>Brand daily budget exhausted</strong>: spent €10.00 of €10.00 today; "
         "resets Sat 28 Nov 00:00 UTC (00:00 UTC)" in response.content.decode()
     )
     # Recent changes, in the same words as the reasons (not the codes of the API).
@@ -178,7 +178,7 @@ def test_brand_list_shows_spend_against_budget(
 ) -> None:
     response = admin_client.get(reverse("admin:ads_brand_changelist"))
 
-    assert "10.00 / 10.00 (exhausted)" in response.content.decode()
+    assert "€10.00 / €10.00 (exhausted)" in response.content.decode()
 
 
 @pytest.mark.parametrize(
@@ -186,7 +186,7 @@ def test_brand_list_shows_spend_against_budget(
     [
         ("timezone", "Mars/Olympus", "is not a known IANA time zone"),
         ("daily_budget", "-1", "greater than or equal to 0"),
-        ("daily_budget", "1.005", "no more than 2 decimal places"),
+        ("daily_budget", "1.005", "EUR (Euro) amounts have at most 2 decimal places"),
         ("monthly_budget", "NaN", "Enter a number"),
     ],
 )

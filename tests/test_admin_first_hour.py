@@ -74,7 +74,7 @@ def test_a_campaign_with_spend_says_why_it_cannot_be_deleted_and_offers_archivin
     )
 
     assert "Campaign &#x27;Search (" in text
-    assert "has 1 spend(s) in the ledger (12.50)" in text
+    assert "has 1 spend(s) in the ledger (€12.50)" in text
     assert "Archive it instead" in text
     assert "permission" not in text
     assert response.status_code == 200
@@ -157,7 +157,7 @@ def test_a_monthly_budget_below_the_daily_one_is_saved_with_a_warning(
     text = save_in_admin(admin_client, BrandFactory.create(), "monthly_budget", "50.00")
 
     assert Brand.objects.get().monthly_budget == Decimal("50.00")
-    assert "The monthly budget (50.00) is below the daily budget (100.00)" in text
+    assert "The monthly budget (€50.00) is below the daily budget (€100.00)" in text
     assert "the monthly budget binds first" in text
 
 
@@ -170,7 +170,7 @@ def test_a_campaign_budget_above_its_brands_is_saved_with_a_warning(
 
     assert Campaign.objects.get().daily_budget == Decimal("300.00")
     assert (
-        "Search: its own daily budget (300.00) is above the brand&#x27;s daily budget (100.00)"
+        "Search: its own daily budget (€300.00) is above the brand&#x27;s daily budget (€100.00)"
         in text
     )
 
@@ -260,10 +260,10 @@ def test_spend_past_the_budget_shows_how_much_over(admin_client: Client) -> None
     campaigns = page(admin_client, reverse("admin:ads_campaign_changelist"))
     detail = page(admin_client, reverse("admin:ads_campaign_change", args=[campaign.pk]))
 
-    assert "5.00 over" in brands
-    assert "0.00 left" not in brands
-    assert "55.00 / 50.00 (5.00 over)" in campaigns
-    assert "spent 55.00 of 50.00 (5.00 over) today" in detail
+    assert "€5.00 over" in brands
+    assert "€0.00 left" not in brands
+    assert "€55.00 / €50.00 (€5.00 over)" in campaigns
+    assert "spent €55.00 of €50.00 (€5.00 over) today" in detail
 
 
 # --- 14. Small frictions ----------------------------------------------------------------

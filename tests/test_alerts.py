@@ -82,8 +82,35 @@ def test_each_threshold_alerts_once_when_crossed_and_mails_the_contact(campaign_
         "Acme: 100 % of the daily budget spent",
     ]
     assert mail.outbox[2].to == ["ops@acme.example"]
-    assert "has spent 100.00 of its daily budget of 100.00" in mail.outbox[2].body
+    assert "has spent €100.00 of its daily budget of €100.00" in mail.outbox[2].body
     assert "paused until the budget resets" in mail.outbox[2].body
+
+
+@pytest.mark.parametrize(
+    ("currency", "budget", "spend", "shown"),
+    [
+        ("JPY", "12000", "12000", "has spent ¥12,000 of its daily budget of ¥12,000"),
+        ("KWD", "10.500", "10.500", "has spent KWD10.500 of its daily budget of KWD10.500"),
+    ],
+)
+def test_alert_mails_and_logs_read_in_the_brands_currency(
+    caplog: pytest.LogCaptureFixture, currency: str, budget: str, spend: str, shown: str
+) -> None:
+    campaign = CampaignFactory.create(
+        brand__name="Far",
+        brand__currency=currency,
+        brand__daily_budget=Decimal(budget),
+        brand__monthly_budget=Decimal(budget) * 30,
+        brand__contact_email="ops@far.example",
+    )
+    record_spend(campaign.pk, spend, at=NOW)
+    mail_alerts()
+
+    assert shown in mail.outbox[-1].body
+    amount = shown.split("spent ")[1].split(" of")[0]
+    assert f"Far reached 100% of its daily budget for 2026-11-27 ({amount} of {amount})" in (
+        caplog.text
+    )
 
 
 def crossings() -> list[tuple[int, str]]:
@@ -110,7 +137,7 @@ def test_exhausted_again_after_a_raise_alerts_and_mails_again(campaign_id: int) 
         (50, "500.00"), (80, "500.00"), (100, "500.00"),
     ]  # fmt: skip
     assert mail.outbox[-1].subject == "Acme: 100 % of the daily budget spent"
-    assert "has spent 500.00 of its daily budget of 500.00" in mail.outbox[-1].body
+    assert "has spent €500.00 of its daily budget of €500.00" in mail.outbox[-1].body
     assert len(mail.outbox) == 6
 
 
@@ -177,7 +204,10 @@ def test_no_contact_means_logged_but_not_mailed(
 
     assert alerts() == [("daily", 50, "2026-11-27")]
     assert callbacks == []  # nothing to queue
-    assert "budget alert: Acme reached 50% of its daily budget for 2026-11-27" in caplog.text
+    assert (
+        "budget alert: Acme reached 50% of its daily budget for 2026-11-27 (€50.00 of €100.00)"
+        in caplog.text
+    )
 
 
 def test_the_mail_task_sends_the_alert_to_the_brands_contact(campaign_id: int) -> None:
@@ -191,7 +221,7 @@ def test_the_mail_task_sends_the_alert_to_the_brands_contact(campaign_id: int) -
     assert sent.from_email == settings.DEFAULT_FROM_EMAIL
     assert sent.subject == "Acme: 100 % of the daily budget spent"
     assert sent.body == (
-        "Acme has spent 100.00 of its daily budget of 100.00 for 2026-11-27.\n"
+        "Acme has spent €100.00 of its daily budget of €100.00 for 2026-11-27.\n"
         "Its campaigns are paused until the budget resets or is raised.\n"
     )
 

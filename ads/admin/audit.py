@@ -5,6 +5,7 @@ from django.contrib import admin
 from ads.admin.base import ReadOnlyAdmin
 from ads.admin.presenters import change_label
 from ads.models import BudgetAlert, CampaignStatusChange, SettingChange
+from ads.money import format_money
 
 
 @admin.register(CampaignStatusChange)
@@ -47,14 +48,24 @@ class BudgetAlertAdmin(ReadOnlyAdmin):
         "budget_kind",
         "threshold",
         "period",
-        "spend",
-        "budget",
+        "spend_text",
+        "budget_text",
         "emailed_to",
     )
+    fields = list_display
+    readonly_fields = list_display
     list_filter = ("budget_kind", "threshold", ("brand", admin.RelatedOnlyFieldListFilter))
     search_fields = ("brand__name",)
     list_select_related = ("brand",)
     date_hierarchy = "created_at"
+
+    @admin.display(description="spend", ordering="spend")
+    def spend_text(self, obj: BudgetAlert) -> str:
+        return format_money(obj.spend, obj.brand.currency)
+
+    @admin.display(description="budget", ordering="budget")
+    def budget_text(self, obj: BudgetAlert) -> str:
+        return format_money(obj.budget, obj.brand.currency)
 
 
 @admin.register(SettingChange)

@@ -9,19 +9,30 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.loader import render_to_string
 from django.utils import timezone
+from django.utils.html import format_html
 
 from ads import services
 from ads.admin.base import ArchivableAdmin, ArchivedFilter, lock_brand_for_post, warn_about_budgets
 from ads.admin.campaigns import CampaignForm
 from ads.admin.forms import StaleSafeFormMixin
-from ads.admin.widgets import TimeZoneInput
+from ads.admin.widgets import MoneyInput, TimeZoneInput, show_in_currency
 from ads.models import Brand, Campaign, brand_zones
-from ads.money import format_money
+from ads.money import currency_name, format_money
 from ads.rules import reasons_label
 from ads.selectors import Standing, standing, with_campaign_counts
 
+CURRENCY_REFUSED = "The currency {reason}"
+
+
+def fixed_currency(brand: Brand) -> str | None:
+    """Why this saved brand's currency can no longer change (it has spend), or None."""
+    return services.currency_change_error(brand.pk, brand.currency, "another currency")
+
 
 class BrandForm(StaleSafeFormMixin, forms.ModelForm[Brand]):
+    """A brand's settings. Its currency is fixed once it has spend: the select is then
+    disabled, with the reason as its help, and a change posted anyway is refused."""
+
     class Meta:
         model = Brand
         fields = (
@@ -29,10 +40,48 @@ class BrandForm(StaleSafeFormMixin, forms.ModelForm[Brand]):
             "timezone",
             "is_active",
             "contact_email",
+            "currency",
             "daily_budget",
             "monthly_budget",
         )
-        widgets = {"timezone": TimeZoneInput()}
+        widgets = {
+            "timezone": TimeZoneInput(),
+            "daily_budget": MoneyInput(),
+            "monthly_budget": MoneyInput(),
+        }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.currency_fixed = fixed_currency(self.instance) if self.instance.pk else None
+        if (field := self.fields.get("currency")) is not None:
+            field.required = False  # left out of a POST: see clean_currency
+            if self.currency_fixed:
+                field.disabled = True
+                field.help_text = CURRENCY_REFUSED.format(reason=self.currency_fixed)
+        if self.currency_fixed:
+            for name in ("daily_budget", "monthly_budget"):
+                show_in_currency(self.fields.get(name), self.instance.currency)
+
+    def clean_currency(self) -> str:
+        currency: str = self.cleaned_data["currency"]
+        field, posted = self.fields["currency"], self.data.get(self.add_prefix("currency"))
+        if not currency:
+            if posted is not None:  # sent empty
+                raise ValidationError(field.error_messages["required"], code="required")
+            # Left out (a script's POST; a browser always sends the select): the brand
+            # keeps its currency, as Django keeps an omitted field's default.
+            return self.instance.currency
+        # A disabled field ignores what is posted: a change posted anyway (a page opened
+        # before the first spend, a forged form) is refused, not silently dropped. The
+        # brand row is locked (lock_brand_for_post), so no spend slips in before the save.
+        wanted = posted if field.disabled else currency
+        if wanted and self.instance.pk:
+            reason = services.currency_change_error(
+                self.instance.pk, self.instance.currency, str(wanted)
+            )
+            if reason:
+                raise ValidationError(CURRENCY_REFUSED.format(reason=reason))
+        return currency
 
 
 class CampaignInline(admin.TabularInline[Campaign, Brand]):
@@ -57,6 +106,10 @@ class CampaignInline(admin.TabularInline[Campaign, Brand]):
     def get_formset(self, request: HttpRequest, obj: Brand | None = None, **kwargs: Any) -> Any:
         formset = super().get_formset(request, obj, **kwargs)
         formset.form.hand_clean_DELETE = refuse_deleting_spend  # type: ignore[attr-defined]  # Django's inline form defines it
+        # The rows' budgets are in the brand's currency once it is fixed (before, the
+        # currency select on this page may still change it). A fresh form class per call.
+        if obj is not None and fixed_currency(obj):
+            show_in_currency(formset.form.base_fields.get("daily_budget"), obj.currency)
         return formset
 
     @admin.display(description="pause reasons")
@@ -83,31 +136,37 @@ def refuse_deleting_spend(form: forms.ModelForm[Campaign]) -> None:
 class BrandAdmin(ArchivableAdmin):
     form = BrandForm
     list_display = (
-        "name",
+        "name_and_currency",
         "local_time",
         "is_active",
         "today",
         "this_month",
         "campaign_counts",
     )
-    list_filter = (ArchivedFilter, "is_active", "timezone")
+    # The currencies and zones brands use, not every one there is.
+    list_filter = (
+        ArchivedFilter,
+        "is_active",
+        ("currency", admin.AllValuesFieldListFilter),
+        "timezone",
+    )
     search_fields = ("name",)
     readonly_fields = (
-        "current_daily_spend",
-        "current_monthly_spend",
+        "daily_counter",
+        "monthly_counter",
         "counters_day",
         "counters_month",
         "archived_at",
     )
     fieldsets = (
         (None, {"fields": ("name", "timezone", "is_active", "contact_email")}),
-        ("Budgets", {"fields": ("daily_budget", "monthly_budget")}),
+        ("Budgets", {"fields": ("currency", "daily_budget", "monthly_budget")}),
         (
             "Spend (kept by the system from the ledger)",
             {
                 "fields": (
-                    "current_daily_spend",
-                    "current_monthly_spend",
+                    "daily_counter",
+                    "monthly_counter",
                     "counters_day",
                     "counters_month",
                 )
@@ -142,6 +201,25 @@ class BrandAdmin(ArchivableAdmin):
         if not hasattr(obj, "_standing"):
             obj._standing = standing(obj, timezone.now())  # type: ignore[attr-defined]  # per-row cache
         return obj._standing  # type: ignore[attr-defined, no-any-return]  # set above
+
+    @admin.display(description="name", ordering="name")
+    def name_and_currency(self, obj: Brand) -> str:
+        # The code under the name: a column of its own would push the list past the width
+        # of a laptop screen.
+        return format_html(
+            '{}<abbr class="money-currency brand-currency" title="{}">{}</abbr>',
+            obj.name,
+            currency_name(obj.currency),
+            obj.currency,
+        )
+
+    @admin.display(description="current daily spend")
+    def daily_counter(self, obj: Brand) -> str:
+        return format_money(obj.current_daily_spend, obj.currency)
+
+    @admin.display(description="current monthly spend")
+    def monthly_counter(self, obj: Brand) -> str:
+        return format_money(obj.current_monthly_spend, obj.currency)
 
     @admin.display(description="local time")
     def local_time(self, obj: Brand) -> str:

@@ -14,6 +14,7 @@ from ads import services
 from ads.admin.base import ArchivableAdmin, ArchivedFilter, lock_brand_for_post, warn_about_budgets
 from ads.admin.forms import StaleSafeFormMixin
 from ads.admin.presenters import change_label, pause_details, schedule_status
+from ads.admin.widgets import MoneyInput, show_in_currency
 from ads.models import Campaign
 from ads.money import format_money
 from ads.rules import left_or_over, reasons_label, spend_of_budget
@@ -24,6 +25,7 @@ class CampaignForm(StaleSafeFormMixin, forms.ModelForm[Campaign]):
     class Meta:
         model = Campaign
         fields = ("brand", "name", "is_enabled", "daily_budget", "schedule")
+        widgets = {"daily_budget": MoneyInput()}
 
 
 @admin.register(Campaign)
@@ -76,6 +78,14 @@ class CampaignAdmin(ArchivableAdmin):
     ) -> tuple[str, ...]:
         # The ledger rows of a campaign name its brand; moving it would split its spend.
         return (*self.readonly_fields, "brand") if obj else self.readonly_fields
+
+    def get_form(
+        self, request: HttpRequest, obj: Campaign | None = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        form = super().get_form(request, obj, change, **kwargs)
+        if obj is not None:  # its brand, so its currency, is fixed; a fresh class per call
+            show_in_currency(form.base_fields.get("daily_budget"), obj.brand.currency)
+        return form
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Campaign]:
         return super().get_queryset(request).prefetch_related("schedule__windows")

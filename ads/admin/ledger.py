@@ -12,6 +12,7 @@ from django.urls import URLPattern, path, reverse
 
 from ads.admin.base import ReadOnlyAdmin
 from ads.models import SpendEvent
+from ads.money import format_money
 
 
 class _Echo:
@@ -35,16 +36,20 @@ class SpendEventAdmin(ReadOnlyAdmin):
         "recorded_at",
         "brand",
         "campaign",
-        "amount",
+        "amount_text",
         "source",
         "idempotency_key",
     )
+    fields = list_display
+    readonly_fields = list_display
     list_filter = (
         "source",
         ("brand", admin.RelatedOnlyFieldListFilter),
         ("campaign", admin.RelatedOnlyFieldListFilter),
     )
     change_list_template = "ads/admin/spendevent_change_list.html"
+    # The amount stays a plain decimal (a spreadsheet sums it), with the brand's
+    # currency in the column after it: filter by currency before adding amounts up.
     csv_columns = (
         "id",
         "occurred_at",
@@ -54,9 +59,15 @@ class SpendEventAdmin(ReadOnlyAdmin):
         "campaign_id",
         "campaign__name",
         "amount",
+        "brand__currency",
         "source",
         "idempotency_key",
     )
+    csv_headers = {"brand__currency": "currency"}
+
+    @admin.display(description="amount", ordering="amount")
+    def amount_text(self, obj: SpendEvent) -> str:
+        return format_money(obj.amount, obj.brand.currency)
 
     def get_urls(self) -> list[URLPattern]:
         export = path(
@@ -78,7 +89,7 @@ class SpendEventAdmin(ReadOnlyAdmin):
         buffer = _Echo()
         writer = csv.writer(buffer)
         lines = chain(
-            [writer.writerow(self.csv_columns)],
+            [writer.writerow(self.csv_headers.get(column, column) for column in self.csv_columns)],
             (
                 writer.writerow([_csv_text(value) for value in row])
                 for row in rows.values_list(*self.csv_columns).iterator(chunk_size=2000)

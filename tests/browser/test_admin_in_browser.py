@@ -137,18 +137,18 @@ def test_an_ad_ops_day_in_the_browser(page: Page, live_server: LiveServer) -> No
     bar = page.locator(".budget-bar").first
     expect(bar).to_have_class("budget-bar band-warn")
     expect(bar).to_have_attribute("aria-valuenow", "80")
-    expect(page.locator("#result_list")).to_contain_text("8.00 / 10.00 (80 %)")
+    expect(page.locator("#result_list")).to_contain_text("€8.00 / €10.00 (80 %)")
 
     call_command("simulate_spend", str(campaign.pk), "2.00")
     page.reload()
     expect(page.locator(".budget-bar").first).to_have_class("budget-bar band-exhausted")
     shoot(page, "brand-list")
     page.goto(f"{base}/admin/")
-    expect(page.locator("#dashboard")).to_contain_text("10.00 / 10.00 (exhausted)")
+    expect(page.locator("#dashboard")).to_contain_text("€10.00 / €10.00 (exhausted)")
     shoot(page, "dashboard")
     page.goto(f"{base}/admin/ads/campaign/{campaign.pk}/change/")
     expect(page.locator(".why-not-running")).to_contain_text(
-        "Brand daily budget exhausted: spent 10.00 of 10.00 today; resets"
+        "Brand daily budget exhausted: spent €10.00 of €10.00 today; resets"
     )
     shoot(page, "campaign-page")
 
@@ -181,6 +181,8 @@ def test_an_ad_ops_day_in_the_browser(page: Page, live_server: LiveServer) -> No
     lines = Path(download_info.value.path()).read_text().splitlines()
     assert len(lines) == 1 + SpendEvent.objects.count() == 3
     assert lines[0].startswith("id,occurred_at,recorded_at,brand_id,brand__name")
+    assert ",amount,currency," in lines[0]
+    assert all(",EUR," in line for line in lines[1:])
 
 
 def test_a_viewer_sees_budgets_but_gets_no_save_button(page: Page, live_server: LiveServer) -> None:
@@ -272,3 +274,73 @@ def test_zones_are_searched_and_times_are_24_hour_in_an_english_browser(
     assert "PM" not in page.locator("#windows-group").inner_text()
     page.click("input[name=_save]")
     expect(page.locator("#result_list")).to_contain_text("18:30–23:45")
+
+
+def test_the_dashboard_charts_each_currency_on_its_own(page: Page, live_server: LiveServer) -> None:
+    brands = {  # currency: (brand, budget, spends today)
+        "EUR": ("Paris Perfume", "100", ("50.00", "30.00")),
+        "USD": ("Boston Books", "50", ("45.50",)),
+        "JPY": ("Tokyo Tea", "10000", ("6000", "3000")),
+    }
+    for currency, (name, budget, spends) in brands.items():
+        campaign = CampaignFactory.create(
+            brand__name=name,
+            brand__currency=currency,
+            brand__daily_budget=Decimal(budget),
+            brand__monthly_budget=Decimal(budget) * 30,
+        )
+        for amount in spends:
+            call_command("simulate_spend", str(campaign.pk), amount)
+    User.objects.create_superuser("ops", password=PASSWORD)
+    log_in(page, live_server.url, "ops")
+
+    page.goto(f"{live_server.url}/admin/")
+
+    shoot(page, "dashboard-three-currencies")
+    section = page.locator("section:has(#per-hour)")
+    expect(section.locator("figure")).to_have_count(3)
+    headings = {
+        "EUR": "EUR – Euro: €80.00 today",
+        "JPY": "JPY – Japanese Yen: ¥9,000 today",
+        "USD": "USD – US Dollar: $45.50 today",
+    }
+    symbols = {"EUR": "€", "JPY": "¥", "USD": "$"}
+    for currency, heading in headings.items():
+        chart = section.locator(f"figure[data-currency='{currency}']")
+        expect(chart.locator("h3")).to_have_text(heading)
+        text = chart.text_content() or ""  # the bars' titles too
+        assert symbols[currency] in text
+        assert [s for c, s in symbols.items() if c != currency and s in text] == [], currency
+    expect(page.locator("#dashboard")).not_to_contain_text("all brands")
+    near = page.locator("section:has(#near-budget)")
+    expect(near).to_contain_text("¥9,000 / ¥10,000 (90 %)")
+    expect(near).to_contain_text("$45.50 / $50.00 (91 %)")
+    expect(near).to_contain_text("€80.00 / €100.00 (80 %)")
+    expect(page.locator("section:has(#alerts)")).to_contain_text(
+        "Tokyo Tea reached 80 % of its daily budget (¥9,000 of ¥10,000)"
+    )
+
+
+def test_a_brand_with_spend_shows_its_currency_fixed(page: Page, live_server: LiveServer) -> None:
+    campaign = CampaignFactory.create(
+        brand__name="Tokyo Tea", brand__currency="JPY", brand__daily_budget=Decimal(10000)
+    )
+    call_command("simulate_spend", str(campaign.pk), "1200")
+    User.objects.create_superuser("ops", password=PASSWORD)
+    log_in(page, live_server.url, "ops")
+
+    page.goto(f"{live_server.url}/admin/ads/brand/{campaign.brand_id}/change/")
+
+    expect(page.locator("#id_currency")).to_be_disabled()
+    expect(page.locator("#id_currency option:checked")).to_have_text("JPY – Japanese Yen")
+    expect(page.locator(".field-currency")).to_contain_text(
+        "The currency stays JPY: this brand has spend in JPY"
+    )
+    expect(page.locator("#id_daily_budget")).to_have_attribute("step", "1")
+    expect(page.locator(".field-daily_counter")).to_contain_text("¥1,200")
+    shoot(page, "brand-currency-fixed")
+    page.fill("#id_daily_budget", "12000")
+    page.click("input[name=_save]")
+    expect(page.locator(".messagelist")).to_contain_text("was changed successfully")
+    expect(page.locator("#result_list")).to_contain_text("¥1,200 / ¥12,000 (10 %)")
+    shoot(page, "brand-list-currencies")
