@@ -77,6 +77,8 @@ def other_value(field: Field, name: str, current: list[str]) -> list[str]:
         return ["new-contact@example.com"]
     if name == "timezone":
         return ["Asia/Tokyo" if value != "Asia/Tokyo" else "Europe/Berlin"]
+    if name == "currency":  # a brand without spend; cents, as the other fields' amounts
+        return ["USD" if value != "USD" else "EUR"]
     if isinstance(field, CharField):
         return [f"{value} changed"]
     raise AssertionError(f"no other value known for {name}: {type(field).__name__}")

@@ -29,10 +29,20 @@ class BrandForm(StaleSafeFormMixin, forms.ModelForm[Brand]):
             "timezone",
             "is_active",
             "contact_email",
+            "currency",
             "daily_budget",
             "monthly_budget",
         )
         widgets = {"timezone": TimeZoneInput()}
+
+    def clean_currency(self) -> str:
+        """A brand with spend keeps its currency: said on the field, before the save
+        (which checks it again under the brand's lock)."""
+        currency: str = self.cleaned_data["currency"]
+        error = services.currency_change_error(self.instance.pk, self.instance.currency, currency)
+        if error:
+            raise ValidationError(error, code="currency_fixed")
+        return currency
 
 
 class CampaignInline(admin.TabularInline[Campaign, Brand]):
@@ -101,7 +111,7 @@ class BrandAdmin(ArchivableAdmin):
     )
     fieldsets = (
         (None, {"fields": ("name", "timezone", "is_active", "contact_email")}),
-        ("Budgets", {"fields": ("daily_budget", "monthly_budget")}),
+        ("Budgets", {"fields": ("currency", "daily_budget", "monthly_budget")}),
         (
             "Spend (kept by the system from the ledger)",
             {
