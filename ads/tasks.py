@@ -117,18 +117,26 @@ def ping(self: Task[[str], None], token: str) -> None:
 
 @task(outbox.RECORD_SPEND_TASK, max_retries=UNTIL_RECORDED)
 def record_spend(
-    campaign_id: object, amount: object, idempotency_key: object = None, occurred_at: object = None
+    campaign_id: object,
+    amount: object,
+    idempotency_key: object = None,
+    occurred_at: object = None,
+    currency: object = None,
 ) -> None:
-    """Record one queued spend. Arguments are JSON: ids, decimal strings, ISO times."""
+    """Record one queued spend. Arguments are JSON: ids, decimal strings, ISO times, and
+    optionally the ISO 4217 code the amount is in (refused unless it is the brand's)."""
     try:
         result = outbox.record_queued_spend(
             campaign_id=campaign_id,
             amount=amount,
             idempotency_key=idempotency_key,
             occurred_at=occurred_at,
+            currency=currency,
         )
     except ValidationError as error:
         arguments = f"campaign_id={campaign_id!r} amount={amount!r} key={idempotency_key!r}"
+        if currency is not None:
+            arguments += f" currency={currency!r}"
         logger.error("record_spend rejected, not retried: %s (%s)", describe(error), arguments)
         return
     done = "recorded" if result.created else "was already recorded"
@@ -154,7 +162,8 @@ def requeue_spends() -> None:
 @task("ads.record_spend_batch", max_retries=UNTIL_RECORDED)
 def record_spend_batch(events: object) -> None:
     """Record a queued batch: a JSON list of objects with campaign_id, amount,
-    idempotency_key and optionally occurred_at. All or nothing; bad input is logged."""
+    idempotency_key and optionally occurred_at and currency (refused unless it is the
+    brand's). All or nothing; bad input is logged."""
     try:
         spends = outbox.queued_batch(events)
         result = services.record_spend_batch(spends, source=SpendSource.TASK)

@@ -44,6 +44,8 @@ OCCURRED_AT_INVALID = (
 )
 OCCURRED_AT_FUTURE = "{value} is more than " + f"{FUTURE_TOLERANCE_TEXT} in the future"
 OCCURRED_AT_PAST = "{value} is more than " + f"{PAST_LIMIT_TEXT} in the past"
+# How the API's schema describes a stated currency: three letters, in any case.
+CURRENCY_CODE_PATTERN = r"^[A-Za-z]{3}$"
 CURRENCY_INVALID = "{value} is not an ISO 4217 currency code; write it like EUR, USD or JPY"
 CURRENCY_MISMATCH = (
     "the spend is in {given} but brand '{brand}' pays in {currency}; nothing is converted, "

@@ -25,6 +25,7 @@ def brand_form(
     data: dict[str, object] = {
         "name": brand.name,
         "timezone": brand.timezone,
+        "currency": brand.currency,
         "is_active": "on" if brand.is_active else "",
         "daily_budget": str(brand.daily_budget),
         "monthly_budget": str(brand.monthly_budget),

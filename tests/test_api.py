@@ -7,6 +7,7 @@ import pytest
 import time_machine
 from django.test import Client
 
+from ads.api.schemas import SpendIn
 from ads.models import ApiKey, Brand, Campaign, SpendEvent
 from tests.conftest import NOW, make_api_key
 from tests.factories import CampaignFactory
@@ -79,6 +80,7 @@ def test_a_producer_looks_a_spend_up_by_its_key(
             "campaign_id": campaign.pk,
             "brand_id": campaign.brand_id,
             "amount": "1.50",
+            "currency": "EUR",
             "occurred_at": "2026-11-27T12:00:00Z",
             "recorded_at": "2026-11-27T12:00:00Z",
             "source": "api",
@@ -246,6 +248,7 @@ def test_brand_status(client: Client, api_key: str, campaign: Campaign) -> None:
         "id": campaign.brand_id,
         "name": "Acme",
         "timezone": "UTC",
+        "currency": "EUR",
         "is_active": True,
         "local_time": "2026-11-27T12:00:00Z",
         "daily_budget": "10.00",
@@ -303,7 +306,105 @@ def test_campaign_status_and_filters(client: Client, api_key: str, campaign: Cam
     assert body["pause_reasons"] == ["disabled"]
     assert body["is_active"] is False
     assert body["daily_spend"] == "0.00"
+    assert body["currency"] == "EUR"
     assert [c["name"] for c in active] == ["Search"]
+
+
+# --- Currency: a spend may state it; every amount in an answer is paired with it --------
+
+OTHER_CURRENCY = (
+    "currency: the spend is in USD but brand 'Acme' pays in EUR; nothing is converted, so "
+    "send the amount in EUR"
+)
+
+
+@pytest.mark.parametrize("code", ["EUR", "eur"])
+def test_a_spend_stating_the_brands_currency_is_recorded(
+    client: Client, api_key: str, campaign: Campaign, code: str
+) -> None:
+    spend = {"campaign_id": campaign.pk, "amount": "1.50", "idempotency_key": "o-1"}
+
+    status, body = post(client, api_key, {**spend, "currency": code})
+
+    assert (status, body["results"][0]["status"]) == (200, "recorded")
+    assert Brand.objects.get().current_daily_spend == Decimal("1.50")
+
+
+@pytest.mark.parametrize("batch", [False, True], ids=["one", "batch"])
+def test_a_spend_in_another_currency_is_refused_naming_both_and_nothing_is_written(
+    client: Client, api_key: str, campaign: Campaign, batch: bool
+) -> None:
+    good = {"campaign_id": campaign.pk, "amount": "1.50", "idempotency_key": "o-1"}
+    other = {"campaign_id": campaign.pk, "amount": "1.50", "idempotency_key": "o-2"}
+    body = (
+        {"events": [good, {**other, "currency": "USD"}]} if batch else {**other, "currency": "usd"}
+    )
+
+    status, answer = post(client, api_key, body)
+
+    assert status == 422
+    assert answer == {"detail": [f"index {1 if batch else 0}: {OTHER_CURRENCY}"]}
+    assert not SpendEvent.objects.exists()
+    brand = Brand.objects.get()
+    assert (brand.current_daily_spend, brand.current_monthly_spend) == (Decimal(0), Decimal(0))
+    assert Campaign.objects.get().daily_spend == 0
+
+
+def test_every_answer_with_amounts_says_their_currency(client: Client, api_key: str) -> None:
+    tokyo = CampaignFactory.create(
+        brand__currency="JPY", brand__daily_budget=Decimal(10_000), evaluated_at=NOW
+    )
+    post(client, api_key, {"campaign_id": tokyo.pk, "amount": "1200", "idempotency_key": "y-1"})
+
+    brand = get(client, api_key, f"/api/v1/brands/{tokyo.brand_id}")[1]
+    brands = get(client, api_key, "/api/v1/brands")[1]
+    shown = get(client, api_key, f"/api/v1/campaigns/{tokyo.pk}")[1]
+    campaigns = get(client, api_key, "/api/v1/campaigns")[1]
+    spend = get(client, api_key, "/api/v1/spend?idempotency_key=y-1")[1]
+
+    assert (brand["currency"], Decimal(brand["spend_today"])) == ("JPY", Decimal(1200))
+    assert [b["currency"] for b in brands] == ["JPY"]
+    assert (shown["currency"], Decimal(shown["daily_spend"])) == ("JPY", Decimal(1200))
+    assert [c["currency"] for c in campaigns] == ["JPY"]
+    assert (spend["currency"], Decimal(spend["amount"])) == ("JPY", Decimal(1200))
+
+
+def test_the_document_pairs_every_money_field_with_a_currency(client: Client) -> None:
+    schemas = client.get("/api/v1/openapi.json").json()["components"]["schemas"]
+    money_pattern = r"^-?[0-9]+(\.[0-9]+)?$"
+
+    def is_money(field: dict[str, Any]) -> bool:
+        kinds = field.get("anyOf", [field])
+        return any(kind.get("pattern") == money_pattern for kind in kinds)
+
+    with_money = {
+        name for name, schema in schemas.items()
+        if any(is_money(field) for field in schema.get("properties", {}).values())
+    }  # fmt: skip
+
+    assert with_money == {"BrandOut", "CampaignOut", "SpendEventOut"}
+    for name in with_money:
+        assert "currency" in schemas[name]["required"], name
+        assert schemas[name]["properties"]["currency"]["pattern"] == "^[A-Z]{3}$"
+    stated = schemas["SpendIn"]["properties"]["currency"]
+    assert "currency" not in schemas["SpendIn"]["required"]
+    assert stated["anyOf"][0] == {
+        "type": "string", "pattern": "^[A-Za-z]{3}$", "minLength": 3, "maxLength": 3
+    }  # fmt: skip
+    assert "must be the brand's currency" in stated["description"]
+
+
+def test_an_unknown_field_answer_names_every_field_a_spend_has(
+    client: Client, api_key: str, campaign: Campaign
+) -> None:
+    spend = {"campaign_id": campaign.pk, "amount": "1", "idempotency_key": "k", "curency": "EUR"}
+
+    status, answer = post(client, api_key, spend)
+
+    assert status == 422
+    [line] = answer["detail"]
+    assert line.startswith("curency: unknown field; a spend has ")
+    assert all(name in line for name in SpendIn.model_fields), line
 
 
 def test_health_needs_no_key_and_reports_each_part(client: Client) -> None:

@@ -248,7 +248,7 @@ def while_key_is_held(holder_campaign: int, racer: Callable[[], str]) -> str:
 
 def conflict(holder: int) -> str:
     return (
-        f"'{KEY}' was already used for a different spend (campaign {holder}, amount 5.00); "
+        f"'{KEY}' was already used for a different spend (campaign {holder}, amount €5.00); "
         "use a new key for a new spend"
     )
 

@@ -323,3 +323,50 @@ def test_database_refuses_a_non_positive_amount() -> None:
             source="cli",
             idempotency_key="x",
         )
+
+
+# --- A spend may state its currency: the brand's, or it is refused (SPEC 12) ------------
+
+
+def test_a_spend_stating_its_brands_currency_in_any_case_is_recorded() -> None:
+    campaign = CampaignFactory.create(brand__currency="KWD", evaluated_at=NOW)
+
+    result = record_spend(campaign.pk, "1.250", currency="kwd", at=NOW)
+
+    assert result.created
+    assert Brand.objects.get().current_daily_spend == Decimal("1.25")
+
+
+def test_a_spend_in_another_currency_is_refused_naming_both_and_nothing_is_written() -> None:
+    campaign = CampaignFactory.create(brand__name="Kuwait", brand__currency="KWD", evaluated_at=NOW)
+    record_spend(campaign.pk, "1", idempotency_key="first", at=NOW)
+    counters = list(Brand.objects.values_list("current_daily_spend", "current_monthly_spend"))
+    audit = CampaignStatusChange.objects.count()
+
+    with pytest.raises(ValidationError) as error:
+        record_spend(campaign.pk, "1", currency="EUR", at=NOW)
+
+    assert error.value.message_dict == {
+        "currency": [
+            "the spend is in EUR but brand 'Kuwait' pays in KWD; nothing is converted, so send "
+            "the amount in KWD"
+        ]
+    }
+    assert list(SpendEvent.objects.values_list("idempotency_key", flat=True)) == ["first"]
+    assert list(Brand.objects.values_list("current_daily_spend", "current_monthly_spend")) == (
+        counters
+    )
+    assert Campaign.objects.get().daily_spend == Decimal(1)
+    assert CampaignStatusChange.objects.count() == audit
+
+
+def test_a_recorded_spend_sent_again_in_another_currency_is_refused_not_already_recorded() -> None:
+    """The key was recorded for a spend in the brand's currency; the same key stating
+    another currency is not that spend, and saying "already recorded" would hide it."""
+    campaign = CampaignFactory.create(brand__currency="EUR")
+    record_spend(campaign.pk, "1", idempotency_key="k-1", currency="EUR", at=NOW)
+
+    with pytest.raises(ValidationError, match="the spend is in USD but brand"):
+        record_spend(campaign.pk, "1", idempotency_key="k-1", currency="USD", at=NOW)
+
+    assert SpendEvent.objects.count() == 1

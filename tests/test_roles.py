@@ -102,10 +102,11 @@ def management(prefix: str, total: int, initial: int, minimum: int = 0) -> Form:
     }
 
 
-def brand_form(name: str, daily_budget: str) -> Form:
+def brand_form(name: str, daily_budget: str, currency: str) -> Form:
     return {
         "name": name,
         "timezone": "UTC",
+        "currency": currency,
         "is_active": "on",
         "daily_budget": daily_budget,
         "monthly_budget": "3000.00",
@@ -166,10 +167,11 @@ def forged_event() -> Form:
 PAGES: dict[str, Page] = {
     "ads.brand": Page(
         target=lambda: Brand.objects.get(name="Target brand"),
-        change=lambda: brand_form("Target brand", "55.00"),
-        changed={"daily_budget": Decimal("55.00")},
-        add=lambda: brand_form("Added brand", "10.00"),
-        added={"name": "Added brand"},
+        # The target has no spend yet, so its currency may still change (SPEC 12).
+        change=lambda: brand_form("Target brand", "55.00", "USD"),
+        changed={"daily_budget": Decimal("55.00"), "currency": "USD"},
+        add=lambda: brand_form("Added brand", "10000", "JPY"),
+        added={"name": "Added brand", "currency": "JPY"},
         audited=True,
     ),
     "ads.campaign": Page(

@@ -1,5 +1,6 @@
 """record_spend_batch: many spends in one transaction, same guarantees (issue 6)."""
 
+import logging
 from datetime import timedelta
 from decimal import Decimal
 from io import StringIO
@@ -213,9 +214,131 @@ def test_command_names_the_real_line_and_refuses_extra_cells(
     assert not SpendEvent.objects.exists()
 
 
-def test_command_refuses_single_spend_options_with_a_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize("option", [["--at", "2026-11-27T10:00"], ["--currency", "EUR"]])
+def test_command_refuses_single_spend_options_with_a_file(
+    tmp_path: Path, option: list[str]
+) -> None:
     file = tmp_path / "spend.csv"
     file.write_text("campaign_id,amount\n1,1\n")
 
     with pytest.raises(CommandError, match="--file takes everything from the file"):
-        call_command("simulate_spend", "--file", str(file), "--at", "2026-11-27T10:00")
+        call_command("simulate_spend", "--file", str(file), *option)
+
+
+# --- Currency: each row may state it; it must be its brand's -----------------------------
+
+OTHER_CURRENCY = (
+    "the spend is in {given} but brand '{brand}' pays in {currency}; nothing is converted, "
+    "so send the amount in {currency}"
+)
+
+
+def books() -> tuple[object, ...]:
+    """The ledger and every counter: what a refused batch must leave as it was."""
+    return (
+        list(SpendEvent.objects.order_by("pk").values_list("idempotency_key", "amount")),
+        list(Brand.objects.order_by("pk").values_list(
+            "current_daily_spend", "current_monthly_spend"
+        )),
+        list(Campaign.objects.order_by("pk").values_list("daily_spend", "is_active")),
+        CampaignStatusChange.objects.count(),
+    )  # fmt: skip
+
+
+def test_a_batch_over_two_currencies_takes_each_row_in_its_brands_currency() -> None:
+    paris = CampaignFactory.create(brand__currency="EUR", evaluated_at=NOW)
+    tokyo = CampaignFactory.create(brand__currency="JPY", brand__daily_budget=10_000)
+
+    result = record_spend_batch(
+        [SpendInput(paris.pk, "12.50", currency="eur"),
+         SpendInput(tokyo.pk, "1200", currency="JPY"),
+         SpendInput(tokyo.pk, "300")],
+        at=NOW,
+    )  # fmt: skip
+
+    assert result.recorded == 3
+    assert [b.current_daily_spend for b in Brand.objects.order_by("pk")] == [
+        Decimal("12.50"), Decimal(1500)
+    ]  # fmt: skip
+
+
+def test_a_row_in_another_currency_than_its_brands_refuses_the_batch_and_writes_nothing() -> None:
+    paris = CampaignFactory.create(brand__name="Paris", brand__currency="EUR", evaluated_at=NOW)
+    tokyo = CampaignFactory.create(brand__name="Tokyo", brand__currency="JPY", evaluated_at=NOW)
+    record_spend(paris.pk, "1", at=NOW)
+    before = books()
+
+    with pytest.raises(ValidationError) as error:
+        record_spend_batch(
+            [SpendInput(paris.pk, "12.50", currency="EUR"),
+             SpendInput(tokyo.pk, "1200", currency="JPY"),
+             SpendInput(tokyo.pk, "12.50", currency="EUR")],
+            at=NOW,
+        )  # fmt: skip
+
+    assert error.value.message_dict["events"] == [
+        "row 3: currency: " + OTHER_CURRENCY.format(given="EUR", brand="Tokyo", currency="JPY")
+    ]
+    assert books() == before
+
+
+def test_command_reads_each_lines_currency_and_an_empty_cell_states_none(
+    tmp_path: Path, time_machine: time_machine.TimeMachineFixture
+) -> None:
+    time_machine.move_to(NOW, tick=False)
+    campaign = CampaignFactory.create(brand__currency="JPY", brand__daily_budget=10_000)
+    file = tmp_path / "spend.csv"
+    file.write_text(
+        "campaign_id,amount,currency,idempotency_key\n"
+        f"{campaign.pk},1200,jpy,f-1\n{campaign.pk},300,,f-2\n{campaign.pk},0.5,JPY,f-3\n"
+    )
+    out = StringIO()
+
+    call_command("simulate_spend", "--file", str(file), stdout=out)
+
+    assert "3 spend(s) recorded, 0 already recorded" in out.getvalue()
+    assert Brand.objects.get().current_daily_spend == Decimal("1500.5")
+
+
+def test_command_refuses_a_file_with_a_line_in_another_currency_and_records_none(
+    tmp_path: Path, time_machine: time_machine.TimeMachineFixture
+) -> None:
+    time_machine.move_to(NOW, tick=False)
+    campaign = CampaignFactory.create(
+        brand__name="Tokyo", brand__currency="JPY", brand__daily_budget=10_000, evaluated_at=NOW
+    )
+    file = tmp_path / "spend.csv"
+    file.write_text(
+        f"campaign_id,amount,currency\n{campaign.pk},1200,JPY\n{campaign.pk},12.50,EUR\n"
+    )
+    before = books()
+
+    with pytest.raises(CommandError) as error:
+        call_command("simulate_spend", "--file", str(file), stdout=StringIO())
+
+    assert str(error.value) == (
+        f"{file}: nothing was recorded, because of these lines:\n"
+        "  line 3: currency: " + OTHER_CURRENCY.format(given="EUR", brand="Tokyo", currency="JPY")
+    )
+    assert error.value.returncode == 1
+    assert books() == before
+
+
+def test_batch_task_refuses_a_row_in_another_currency_and_records_none(
+    caplog: pytest.LogCaptureFixture, time_machine: time_machine.TimeMachineFixture
+) -> None:
+    time_machine.move_to(NOW, tick=False)
+    campaign = CampaignFactory.create(brand__name="Acme", evaluated_at=NOW)
+    stated_eur = {"campaign_id": campaign.pk, "amount": "1.50", "idempotency_key": "t-1"}
+    stated_gbp = {"campaign_id": campaign.pk, "amount": "2", "idempotency_key": "t-2"}
+    before = books()
+
+    tasks.record_spend_batch([{**stated_eur, "currency": "eur"}, {**stated_gbp, "currency": "GBP"}])
+
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == [
+        "record_spend_batch rejected, not retried: events: row 2: currency: "
+        + OTHER_CURRENCY.format(given="GBP", brand="Acme", currency="EUR")
+    ]
+    assert books() == before
+    tasks.record_spend_batch([{**stated_eur, "currency": "eur"}])
+    assert list(SpendEvent.objects.values_list("idempotency_key", flat=True)) == ["t-1"]

@@ -12,6 +12,7 @@ import time_machine
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
+from django.utils import timezone
 from pytest_django import DjangoCaptureOnCommitCallbacks
 
 from ads import tasks
@@ -24,7 +25,7 @@ from ads.models import (
     SpendEvent,
 )
 from ads.rules import PauseReason
-from ads.services import record_spend, refresh_campaign_states
+from ads.services import record_spend, refresh_campaign_states, save_brand
 from tests.factories import CampaignFactory
 
 pytestmark = pytest.mark.django_db
@@ -359,6 +360,70 @@ def test_a_rejected_queued_spend_leaves_the_outbox(
 
     assert not PendingSpend.objects.exists()  # sending it again could only conflict again
     assert SpendEvent.objects.get().amount == Decimal("9.99")
+
+
+def test_record_spend_task_records_a_spend_stating_the_brands_currency() -> None:
+    campaign = CampaignFactory.create(brand__currency="JPY")
+
+    tasks.record_spend(campaign.pk, "1200", idempotency_key="feed-1", currency="jpy")
+
+    assert SpendEvent.objects.get().amount == Decimal(1200)
+
+
+def test_record_spend_task_refuses_another_currency_logs_both_and_writes_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    campaign = CampaignFactory.create(brand__name="Tokyo", brand__currency="JPY")
+    before = snapshot()
+
+    tasks.record_spend(campaign.pk, "12.50", idempotency_key="feed-1", currency="EUR")
+
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == [
+        "record_spend rejected, not retried: currency: the spend is in EUR but brand 'Tokyo' "
+        "pays in JPY; nothing is converted, so send the amount in JPY "
+        f"(campaign_id={campaign.pk} amount='12.50' key='feed-1' currency='EUR')"
+    ]
+    assert not SpendEvent.objects.exists()
+    assert snapshot() == before
+
+
+def test_a_queued_spend_carries_its_currency_only_when_stated(
+    django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
+) -> None:
+    campaign = CampaignFactory.create()
+    with django_capture_on_commit_callbacks() as callbacks:
+        tasks.enqueue_spend(campaign.pk, "2.50", idempotency_key="stated", currency="eur")
+        tasks.enqueue_spend(campaign.pk, "2.50", idempotency_key="not-stated")
+
+    sent = [callback.args[0] for callback in callbacks]  # type: ignore[attr-defined]  # partials
+    kept = [p.arguments for p in PendingSpend.objects.order_by("idempotency_key")]
+    assert [arguments.get("currency") for arguments in sent] == ["EUR", None]
+    # A message without it is one that workers of the release before currencies still take.
+    assert "currency" not in sent[1]
+    assert kept == [sent[1], sent[0]]  # what requeue_spends sends again: the same
+
+
+def test_a_queued_spend_in_the_currency_its_brand_had_is_refused_after_a_change(
+    django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A brand without spend may change currency while a spend is queued: the worker
+    checks the stated currency again, under the brand's lock, and never counts euros as
+    yen. The refused spend leaves the outbox: sending it again could only be refused."""
+    campaign = CampaignFactory.create(brand__name="Acme", brand__daily_budget=Decimal(100))
+    with django_capture_on_commit_callbacks():
+        tasks.enqueue_spend(campaign.pk, "12.50", idempotency_key="q-1", currency="EUR")
+    brand = Brand.objects.get()
+    brand.currency = "JPY"
+    save_brand(brand, changed_fields=["currency"], actor="alice", at=timezone.now())
+    before = snapshot()
+
+    tasks.record_spend(**PendingSpend.objects.get().arguments)
+
+    assert "currency: the spend is in EUR but brand 'Acme' pays in JPY" in caplog.text
+    assert not SpendEvent.objects.exists()
+    assert not PendingSpend.objects.exists()
+    assert snapshot() == before
 
 
 @pytest.fixture

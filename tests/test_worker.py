@@ -21,7 +21,7 @@ from django.utils import timezone
 from pytest_django import Settings
 
 from ad_budget_project.celery import app
-from ads import tasks
+from ads import services, tasks
 from ads.models import Brand, Campaign, CampaignStatusChange, PendingSpend, SpendEvent
 from tests.conftest import wait_until
 from tests.factories import CampaignFactory
@@ -155,3 +155,33 @@ def test_a_queued_spend_lost_on_the_way_is_sent_again_and_recorded_once(
     assert "0 sent again" not in caplog.text  # the second run had nothing to do: no line
     assert SpendEvent.objects.count() == 4
     assert Brand.objects.get().current_daily_spend == Decimal("5.75")
+
+
+def test_a_queued_spend_sent_again_keeps_its_currency(
+    redis_broker: str, settings: Settings
+) -> None:
+    """The currency a spend was queued in travels with it through the broker, also when
+    the outbox sends it again: queued in euros, it is refused by a brand that meanwhile
+    pays in yen (it has no spend yet, so it may change), never counted as yen."""
+    settings.SPEND_REQUEUE_AFTER = 0  # due at once
+    yen = CampaignFactory.create(brand__daily_budget=Decimal(1000))
+    euros = CampaignFactory.create()
+    app.control.purge()
+    tasks.enqueue_spend(yen.pk, "12.50", idempotency_key="lost-eur", currency="EUR")
+    assert app.control.purge() == 1  # its message is lost
+    tasks.enqueue_spend(euros.pk, "12.50", idempotency_key="kept-eur", currency="eur")
+    brand = Brand.objects.get(pk=yen.brand_id)
+    brand.currency = "JPY"
+    services.save_brand(brand, changed_fields=["currency"], actor="alice", at=timezone.now())
+
+    tasks.requeue_spends()
+    with running_worker():
+        wait_until(
+            lambda: not PendingSpend.objects.exists() and worker_idle(),
+            "the worker settling both spends",
+        )
+
+    assert list(SpendEvent.objects.values_list("idempotency_key", "brand_id")) == [
+        ("kept-eur", euros.brand_id)
+    ]
+    assert Brand.objects.get(pk=yen.brand_id).current_daily_spend == 0

@@ -21,6 +21,7 @@ def brand_out(brand: Brand) -> dict[str, object]:
         "id": brand.pk,
         "name": brand.name,
         "timezone": brand.timezone,
+        "currency": brand.currency,
         "is_active": brand.is_active,
         "local_time": now.astimezone(brand.zone),
         "daily_budget": money(brand.daily_budget),

@@ -24,6 +24,7 @@ def campaign_out(campaign: Campaign) -> dict[str, object]:
         "is_enabled": campaign.is_enabled,
         "is_active": campaign.is_active,
         "pause_reasons": [str(r) for r in campaign.pause_reasons],
+        "currency": campaign.brand.currency,
         "daily_budget": money(campaign.daily_budget) if campaign.daily_budget is not None else None,
         "daily_spend": money(campaign.spend_today(now)),
         "schedule": schedule_summary(windows) if windows is not None else None,

@@ -1,17 +1,27 @@
 """The API's request and response shapes. Limits come from `ads.validation` and
 `ads.money`, so the OpenAPI document states the same limits the services apply."""
 
+import re
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
 from ninja import Field, Schema
 from ninja import Path as PathParam
-from pydantic import ConfigDict
+from pydantic import AfterValidator, ConfigDict, WithJsonSchema
+from pydantic_core import PydanticCustomError
 
 from ads.money import SPEND_DECIMAL_PLACES, canonical
 from ads.services import MAX_BATCH
-from ads.validation import FUTURE_TOLERANCE_TEXT, MAX_ID, MAX_KEY_LENGTH, PAST_LIMIT_TEXT
+from ads.validation import (
+    CURRENCY_CODE_PATTERN,
+    CURRENCY_INVALID,
+    FUTURE_TOLERANCE_TEXT,
+    MAX_ID,
+    MAX_KEY_LENGTH,
+    PAST_LIMIT_TEXT,
+    shown,
+)
 
 # Amounts and times arrive as text and are parsed by the services, like every other
 # interface's input; this only bounds what is read.
@@ -23,6 +33,33 @@ Id = Annotated[int, PathParam(ge=1, le=MAX_ID)]
 
 def money(amount: Decimal) -> str:
     return str(canonical(amount))
+
+
+def three_letters(value: str) -> str:
+    """What the document promises (three letters), refused in the services' words;
+    whether it is an ISO 4217 code, and the brand's, the services say."""
+    if not re.fullmatch(CURRENCY_CODE_PATTERN, value):
+        raise PydanticCustomError("currency_invalid", CURRENCY_INVALID, {"value": shown(value)})
+    return value
+
+
+CurrencyCode = Annotated[
+    str,
+    AfterValidator(three_letters),
+    WithJsonSchema(
+        {"type": "string", "pattern": CURRENCY_CODE_PATTERN, "minLength": 3, "maxLength": 3}
+    ),
+]
+# The brand's currency, beside the amounts of every answer: amounts alone do not say
+# whether 12000 is yen or euros.
+BrandCurrency = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Z]{3}$",
+        description="ISO 4217 code of the brand's currency: every amount here is in it",
+        examples=["EUR"],
+    ),
+]
 
 
 class ErrorOut(Schema):
@@ -54,6 +91,13 @@ class SpendIn(Schema):
         json_schema_extra={"format": "date-time"},
     )
     idempotency_key: str = Field(min_length=1, max_length=MAX_KEY_LENGTH)
+    currency: CurrencyCode | None = Field(
+        None,
+        description="ISO 4217 code of the currency the amount is in, in any case (EUR, usd). "
+        "Optional; when given it must be the brand's currency, or the spend is refused: "
+        "nothing is converted between currencies.",
+        examples=["EUR"],
+    )
 
 
 class SpendBatchIn(Schema):
@@ -90,6 +134,7 @@ class SpendEventOut(Schema):
     campaign_id: int
     brand_id: int
     amount: Money
+    currency: BrandCurrency
     occurred_at: datetime
     recorded_at: datetime
     source: str
@@ -102,6 +147,7 @@ class BrandOut(Schema):
     id: int
     name: str
     timezone: str
+    currency: BrandCurrency
     is_active: bool
     local_time: datetime
     daily_budget: Money
@@ -127,6 +173,7 @@ class CampaignOut(Schema):
     is_enabled: bool
     is_active: bool
     pause_reasons: list[str]
+    currency: BrandCurrency
     daily_budget: Money | None
     daily_spend: Money
     schedule: str | None

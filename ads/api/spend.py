@@ -27,8 +27,8 @@ from ads.validation import SpendConflict, describe
 router = Router()
 
 UNKNOWN_FIELD = (
-    "unknown field; a spend has campaign_id, amount, occurred_at and idempotency_key, "
-    "a batch has events"
+    "unknown field; a spend has campaign_id, amount, occurred_at, idempotency_key and "
+    "currency, a batch has events"
 )
 KEY_TAKEN = "already used for a different spend; use a new key for a new spend"
 NOT_RECORDED = (
@@ -97,7 +97,10 @@ def post_spend(request: HttpRequest, payload: SpendBody) -> Status[object]:
         return Status(404, {"detail": lines})
     try:
         result = record_spend_batch(
-            [SpendInput(e.campaign_id, e.amount, e.occurred_at, e.idempotency_key) for e in events],
+            [
+                SpendInput(e.campaign_id, e.amount, e.occurred_at, e.idempotency_key, e.currency)
+                for e in events
+            ],
             source=SpendSource.API,
             numbers=range(len(events)),
             label="index",
@@ -150,9 +153,13 @@ def get_spend(request: HttpRequest, lookup: Query[SpendLookup]) -> Status[object
     """How a producer finds out whether a spend it sent (or queued) was recorded."""
     if unknown := unknown_query(request, SpendLookup, "parameter"):
         return unknown
-    event = SpendEvent.objects.filter(
-        idempotency_key=lookup.idempotency_key, brand__in=visible_brands(caller(request))
-    ).first()
+    event = (
+        SpendEvent.objects.filter(
+            idempotency_key=lookup.idempotency_key, brand__in=visible_brands(caller(request))
+        )
+        .select_related("brand")
+        .first()
+    )
     if event is None:
         return Status(404, {"detail": [NOT_RECORDED]})
     return Status(
@@ -162,6 +169,7 @@ def get_spend(request: HttpRequest, lookup: Query[SpendLookup]) -> Status[object
             "campaign_id": event.campaign_id,
             "brand_id": event.brand_id,
             "amount": money(event.amount),
+            "currency": event.brand.currency,
             "occurred_at": event.occurred_at,
             "recorded_at": event.recorded_at,
             "source": event.source,

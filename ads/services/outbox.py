@@ -19,12 +19,13 @@ from django.utils import timezone
 from kombu import Producer
 from kombu.exceptions import OperationalError as KombuOperationalError
 
-from ads.models import Campaign, PendingSpend, SpendEvent, SpendSource
-from ads.services.spend import SpendInput, SpendResult, record_spend
+from ads.models import Brand, PendingSpend, SpendEvent, SpendSource
+from ads.services.spend import SpendInput, SpendResult, currency_mismatch, record_spend
 from ads.validation import (
     CAMPAIGN_UNKNOWN,
     invalid,
     parse_amount,
+    parse_currency,
     parse_id,
     parse_idempotency_key,
     parse_occurred_at,
@@ -46,12 +47,15 @@ def enqueue_spend(
     *,
     idempotency_key: object = None,
     occurred_at: object = None,
+    currency: object = None,
     at: datetime | None = None,
 ) -> str:
     """Validate a spend now, note it in the outbox (PendingSpend) and queue it for a
     worker once the current transaction commits. Returns its idempotency key (generated
     when none is given). `at` is when it is queued (default: now); a spend without
-    `occurred_at` is dated then, not when a worker gets to it.
+    `occurred_at` is dated then, not when a worker gets to it. A stated `currency` that
+    is not the brand's is refused now, and travels with the spend, so the worker checks
+    it again under the brand's lock (and a re-sent spend keeps it).
 
     Outside a transaction, a broker that does not take the spend raises SpendNotQueued
     and nothing is kept: the caller sends it again with the same key. Inside one, the
@@ -60,15 +64,23 @@ def enqueue_spend(
     at = at or timezone.now()
     key = parse_idempotency_key(idempotency_key)
     campaign = parse_id(campaign_id)
-    if not Campaign.objects.filter(pk=campaign).exists():
+    brand = Brand.objects.filter(campaigns__pk=campaign).first()
+    if brand is None:
         raise invalid("campaign_id", CAMPAIGN_UNKNOWN.format(value=campaign))
-    arguments = {
+    arguments: dict[str, object] = {
         "campaign_id": campaign,
         "amount": str(parse_amount(amount)),
         "idempotency_key": key,
         # Dated now, not when a worker gets to it: a backlog must not shift period.
         "occurred_at": parse_occurred_at(occurred_at, at=at).isoformat(),
     }
+    stated = parse_currency(currency)
+    if mismatch := currency_mismatch(stated, brand):
+        raise invalid("currency", mismatch)
+    if stated is not None:
+        # Only when stated: a message without it is one a worker of the release before
+        # currencies can still run during a rolling deploy.
+        arguments["currency"] = stated
     kept = transaction.get_connection().in_atomic_block
     _, created = PendingSpend.objects.get_or_create(
         idempotency_key=key,
@@ -122,7 +134,12 @@ def next_send(at: datetime, sends: int) -> datetime:
 
 
 def record_queued_spend(
-    *, campaign_id: object, amount: object, idempotency_key: object, occurred_at: object
+    *,
+    campaign_id: object,
+    amount: object,
+    idempotency_key: object,
+    occurred_at: object,
+    currency: object = None,
 ) -> SpendResult:
     """Record a spend a worker took from the queue, and clear it from the outbox. A spend
     rejected (ValidationError) is cleared too: sending it again would be rejected again."""
@@ -134,6 +151,7 @@ def record_queued_spend(
             amount,
             occurred_at=occurred_at,
             idempotency_key=idempotency_key,
+            currency=currency,
             source=SpendSource.TASK,
         )
     except ValidationError:
@@ -146,8 +164,8 @@ def record_queued_spend(
 
 def queued_batch(events: object) -> list[SpendInput]:
     """A queued batch's JSON (a list of objects with campaign_id, amount,
-    idempotency_key and optionally occurred_at) as spends to record; ValidationError if
-    it is not a list of objects or a row has no idempotency key."""
+    idempotency_key and optionally occurred_at and currency) as spends to record;
+    ValidationError if it is not a list of objects or a row has no idempotency key."""
     if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
         raise invalid("events", "must be a list of objects")
     missing = [
@@ -163,6 +181,7 @@ def queued_batch(events: object) -> list[SpendInput]:
             amount=event.get("amount"),
             occurred_at=event.get("occurred_at"),
             idempotency_key=event.get("idempotency_key"),
+            currency=event.get("currency"),
         )
         for event in events
     ]

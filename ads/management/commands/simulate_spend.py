@@ -9,7 +9,7 @@ from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
-from ads.models import SpendSource
+from ads.models import Brand, SpendSource
 from ads.money import format_money
 from ads.rules import PauseReason, left_or_over, reasons_label
 from ads.services import (
@@ -20,7 +20,7 @@ from ads.services import (
     record_spend,
     record_spend_batch,
 )
-from ads.validation import describe, parse_idempotency_key
+from ads.validation import describe, parse_amount, parse_id, parse_idempotency_key
 
 
 def reasons_text(reasons: tuple[PauseReason, ...]) -> str:
@@ -32,8 +32,8 @@ BROKER_DOWN = (
     "CELERY_BROKER_URL, or record the spend directly without --queue"
 )
 FILE_COLUMNS = (
-    "the file needs the columns campaign_id and amount (and may have occurred_at and "
-    "idempotency_key) in its first line"
+    "the file needs the columns campaign_id and amount (and may have occurred_at, "
+    "idempotency_key and currency) in its first line"
 )
 EXTRA_CELLS = (
     "more cells than the header has columns (a decimal comma, like 12,50, needs quotes "
@@ -41,13 +41,14 @@ EXTRA_CELLS = (
 )
 DATABASE_BUSY = (
     "the database was busy or did not answer ({error}), so the spend may not have been "
-    "recorded. Run the command again with --key {key} --at {at}: a key is recorded once"
+    "recorded. Run the command again with --key {key} --at {at}{currency}: a key is "
+    "recorded once"
 )
 FILE_DATABASE_BUSY = (
     "the database was busy or did not answer ({error}), so the file may not have been "
     "recorded. Run the command again: rows with an idempotency_key are recorded once"
 )
-OPTION_NAMES = {"occurred_at": "--at", "idempotency_key": "--key"}
+OPTION_NAMES = {"occurred_at": "--at", "idempotency_key": "--key", "currency": "--currency"}
 
 
 class Command(BaseCommand):
@@ -64,7 +65,9 @@ class Command(BaseCommand):
         )
         parser.add_argument("campaign_id", nargs="?", help="id of the campaign that spent")
         parser.add_argument(
-            "amount", nargs="?", help="amount spent, a decimal with up to 6 places: 12.50"
+            "amount",
+            nargs="?",
+            help="amount spent, in the brand's currency: a decimal with up to 6 places, 12.50",
         )
         parser.add_argument(
             "--at",
@@ -79,6 +82,13 @@ class Command(BaseCommand):
             help="unique key of this spend; sending the same key again records it once",
         )
         parser.add_argument(
+            "--currency",
+            metavar="CODE",
+            help="ISO 4217 code the amount is in (EUR, usd, JPY); refused unless it is the "
+            "brand's currency, as nothing is converted. Default: not stated, so the amount is "
+            "taken to be in the brand's currency",
+        )
+        parser.add_argument(
             "--queue",
             action="store_true",
             help="validate now, then hand the spend to a Celery worker to record",
@@ -87,16 +97,25 @@ class Command(BaseCommand):
             "--file",
             metavar="CSV",
             help="record every spend of a CSV file in one transaction (columns campaign_id, "
-            "amount, and optionally occurred_at, idempotency_key); all or nothing",
+            "amount, and optionally occurred_at, idempotency_key, currency; an empty cell is "
+            "not given); all or nothing",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["file"]:
-            alone = ("campaign_id", "amount", "queue", "occurred_at", "idempotency_key")
+            alone = (
+                "campaign_id",
+                "amount",
+                "queue",
+                "occurred_at",
+                "idempotency_key",
+                "currency",
+            )
             if any(options[name] for name in alone):
                 raise CommandError(
                     "--file takes everything from the file: give no campaign_id, amount, "
-                    "--at, --key or --queue with it"
+                    "--at, --key, --currency or --queue with it (a file's currency column "
+                    "states each spend's currency)"
                 )
             self.record_file(Path(options["file"]))
             return
@@ -117,12 +136,16 @@ class Command(BaseCommand):
                 options["amount"],
                 occurred_at=occurred_at,
                 idempotency_key=key,
+                currency=options["currency"],
                 source=SpendSource.CLI,
             )
         except ValidationError as error:
             raise CommandError(describe(error, OPTION_NAMES)) from None
         except (OperationalError, InterfaceError) as error:
-            raise CommandError(DATABASE_BUSY.format(error=error, key=key, at=occurred_at)) from None
+            currency = f" --currency {options['currency']}" if options["currency"] else ""
+            raise CommandError(
+                DATABASE_BUSY.format(error=error, key=key, at=occurred_at, currency=currency)
+            ) from None
         self.report(result)
 
     def record_file(self, path: Path) -> None:
@@ -151,6 +174,7 @@ class Command(BaseCommand):
                             amount=row.get("amount"),
                             occurred_at=row.get("occurred_at") or None,
                             idempotency_key=row.get("idempotency_key") or None,
+                            currency=row.get("currency") or None,
                         )
                     )
         except (OSError, UnicodeDecodeError, csv.Error) as error:
@@ -179,13 +203,16 @@ class Command(BaseCommand):
                 options["amount"],
                 idempotency_key=options["idempotency_key"],
                 occurred_at=options["occurred_at"],
+                currency=options["currency"],
             )
         except ValidationError as error:
             raise CommandError(describe(error, OPTION_NAMES)) from None
         except BrokerError as error:  # the broker did not answer
             raise CommandError(BROKER_DOWN.format(error=error)) from None
+        campaign_id, amount = parse_id(options["campaign_id"]), parse_amount(options["amount"])
+        currency = Brand.objects.values_list("currency", flat=True).get(campaigns__pk=campaign_id)
         self.stdout.write(
-            f"Queued spend of {options['amount']} on campaign {options['campaign_id']} "
+            f"Queued spend of {format_money(amount, currency)} on campaign {campaign_id} "
             f"with key {key}; a worker records it. Queue it again with --key {key} if unsure."
         )
 
