@@ -541,8 +541,8 @@ ENTER_A_NUMBER = "Enter a number."
 EUR_CENTS = "EUR (Euro) amounts have at most 2 decimal places (got {})"
 NOT_OFFERED = "Select a valid choice. {} is not one of the available choices."
 CURRENCY_FIXED = (
-    "stays EUR: this brand has spend in EUR, and a ledger or budget must not mix currencies. "
-    "To pay in USD, create a new brand (ad platforms also make a change of currency a new "
+    "The currency stays EUR: this brand has spend in EUR, and a ledger or budget must not mix "
+    "currencies. To pay in USD, create a new brand (ad platforms also make a change of currency a new "
     "account)."
 )
 AT_MOST_BUDGET = "Ensure this value is less than or equal to 9999999999.99."

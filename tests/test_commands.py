@@ -27,13 +27,21 @@ def test_seed_demo_loads_brands_near_and_over_budget_and_runs_twice_without_doub
 
     call_command("seed_demo", stdout=StringIO())
 
-    assert SpendEvent.objects.count() == events == 100
-    assert Brand.objects.values("timezone").distinct().count() == 5
-    assert Brand.objects.get(name="Sakura Cosmetics").current_daily_spend == 800
+    assert SpendEvent.objects.count() == events == 120
+    assert Brand.objects.values("timezone").distinct().count() == 6
+    assert set(Brand.objects.values_list("currency", flat=True)) == {
+        "USD", "JPY", "EUR", "KWD", "GBP"
+    }  # fmt: skip
+    assert Brand.objects.get(name="Sakura Cosmetics").current_daily_spend == 80_000
     sakura = Campaign.objects.filter(brand__name="Sakura Cosmetics")
     assert all(PauseReason.BRAND_DAILY_BUDGET in c.pause_reasons for c in sakura)
-    assert "[5/5] Harbour Books" in out.getvalue()
-    assert "Sakura Cosmetics     ####################  100%" in out.getvalue()
+    assert "[6/6] Harbour Books (Europe/London, GBP)" in out.getvalue()
+    assert "Sakura Cosmetics     ####################  100%      ¥80,000 of" in out.getvalue()
+    assert "Gulf Pearl Jewellery ################....   80%   KWD120.000 of" in out.getvalue()
+    # Two brands pay in dollars: $460.00 and $10.00 are added, and nothing else is.
+    assert "Spend today by currency: €135.00, £12.00, ¥80,000, KWD120.000, $470.00" in (
+        out.getvalue()
+    )
 
 
 @pytest.fixture
@@ -93,7 +101,7 @@ def test_seed_demo_runs_again_after_a_budget_was_changed() -> None:
 
     call_command("seed_demo", stdout=StringIO())
 
-    assert SpendEvent.objects.count() == 100
+    assert SpendEvent.objects.count() == 120
 
 
 @pytest.mark.process

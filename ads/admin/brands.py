@@ -17,7 +17,7 @@ from ads.admin.campaigns import CampaignForm
 from ads.admin.forms import StaleSafeFormMixin
 from ads.admin.widgets import MoneyInput, TimeZoneInput, show_in_currency
 from ads.models import Brand, Campaign, brand_zones
-from ads.money import currency_name, format_money
+from ads.money import active_currencies, currency_name, format_money
 from ads.rules import reasons_label
 from ads.selectors import Standing, standing, with_campaign_counts
 
@@ -75,6 +75,16 @@ class BrandForm(StaleSafeFormMixin, forms.ModelForm[Brand]):
         # before the first spend, a forged form) is refused, not silently dropped. The
         # brand row is locked (lock_brand_for_post), so no spend slips in before the save.
         wanted = posted if field.disabled else currency
+        if field.disabled and posted is not None and posted != self.instance.currency:
+            # What a forged post sends is checked as the select would have checked it.
+            if not posted:
+                raise ValidationError(field.error_messages["required"], code="required")
+            if posted not in active_currencies():
+                raise ValidationError(
+                    field.error_messages["invalid_choice"],
+                    code="invalid_choice",
+                    params={"value": posted},
+                )
         if wanted and self.instance.pk:
             reason = services.currency_change_error(
                 self.instance.pk, self.instance.currency, str(wanted)
