@@ -542,8 +542,8 @@ EUR_CENTS = "EUR (Euro) amounts have at most 2 decimal places (got {})"
 NOT_OFFERED = "Select a valid choice. {} is not one of the available choices."
 CURRENCY_FIXED = (
     "The currency stays EUR: this brand has spend in EUR, and a ledger or budget must not mix "
-    "currencies. To pay in USD, create a new brand (ad platforms also make a change of currency a new "
-    "account)."
+    "currencies. To pay in USD, create a new brand (ad platforms also make a change of "
+    "currency a new account)."
 )
 AT_MOST_BUDGET = "Ensure this value is less than or equal to 9999999999.99."
 NOT_A_ZONE = "is not a known IANA time zone (for example Europe/Paris or UTC)"
