@@ -98,9 +98,11 @@ def parse_amount(value: object, *, field: str = "amount") -> Decimal:
 
 
 def parse_currency(value: object, *, field: str = "currency") -> str | None:
-    """The currency a spend says it is in (None: not said): an ISO 4217 code, in any
-    case (eur is EUR). Whether it is the brand's is checked when the brand is locked."""
-    if value is None or value == "":
+    """The currency a spend says it is in (None: not said; a CSV's empty cell is None
+    before it gets here, but an empty --currency or "" is a mistake): an ISO 4217 code,
+    in any case (eur is EUR). Whether it is the brand's is checked when the brand is
+    locked."""
+    if value is None:
         return None
     code = value.strip().upper() if isinstance(value, str) else None
     if code is None or not (len(code) == 3 and code.isascii() and code in list_currencies()):

@@ -205,6 +205,8 @@ BAD_INPUT = [
     bad("--currency", "USD", "the spend is in USD but brand 'Acme' pays in EUR", "currency-other"),
     bad("--currency", "EURO", "'{}' is not an ISO 4217 currency code", "currency-not-a-code"),
     bad("--currency", "€", "'{}' is not an ISO 4217 currency code", "currency-symbol"),
+    # Given empty, not left out: a mistake (a script's unset variable), not "the brand's".
+    bad("--currency", "", "'{}' is not an ISO 4217 currency code", "currency-empty"),
 ]
 
 

@@ -183,9 +183,10 @@ def _record_spend_locked(
 
     states, totals = evaluate([brand_id], at=at, actor=SPEND_ACTOR)
     logger.info(
-        "spend %s recorded: %s on campaign %s (key %s, source %s)",
+        "spend %s recorded: %s %s on campaign %s (key %s, source %s)",
         event.pk,
         amount,
+        brand.currency,
         campaign_id,
         key,
         source,
