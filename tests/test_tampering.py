@@ -85,9 +85,11 @@ def test_a_counter_edited_in_sql_is_logged_audited_and_repaired_by_reconcile(
         tasks.reconcile_spend_counters()
 
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    delta = Decimal(tampered) - Decimal(truth)
+    delta_text = f"-€{-delta:.2f}" if delta < 0 else f"€{delta:.2f}"  # amounts under 1,000
     assert warnings == [
-        f"counter {counter} of {owner} {target.pk} ({target.name}) for {period} was {tampered}, "
-        f"ledger says {truth} (delta {Decimal(tampered) - Decimal(truth)}): repaired"
+        f"counter {counter} of {owner} {target.pk} ({target.name}) for {period} was €{tampered}, "
+        f"ledger says €{truth} (delta {delta_text}): repaired"
     ]
     audit = SettingChange.objects.get(actor=RECONCILE)  # the untouched brand has none
     assert (audit.object_type, audit.object_id, audit.field) == (owner, target.pk, counter)
@@ -110,7 +112,7 @@ def test_a_ledger_row_deleted_in_sql_shows_up_as_drift_and_the_counters_follow_t
         tasks.reconcile_spend_counters()
 
     assert f"counter current_daily_spend of brand {search.brand_id} (Acme)" in caplog.text
-    assert f"(delta {today.amount:.2f})" in caplog.text
+    assert f"(delta €{today.amount:.2f})" in caplog.text
     assert SettingChange.objects.filter(actor=RECONCILE, field="current_daily_spend").exists()
     assert_invariants(at=NOW)
 

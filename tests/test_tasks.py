@@ -245,7 +245,7 @@ def test_reconcile_reports_and_repairs_a_counter_edited_in_the_database(
             "30.00",
         ),
     ]
-    assert "delta 70.00" in caplog.text
+    assert "delta €70.00" in caplog.text
 
 
 def test_record_spend_task_records_with_the_task_source() -> None:

@@ -8,12 +8,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from functools import partial
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.db.models import Q
 
 from ads.models import Brand, Campaign, SettingChange, SpendEvent
+from ads.money import format_money
 from ads.rules import CountingPeriod, day_bounds, local_date, month_bounds, month_start
 from ads.services.enforcement import RefreshResult, refresh_campaign_states
 from ads.services.kernel import (
@@ -96,8 +98,11 @@ def reconcile_counters(*, at: datetime, actor: str) -> ReconcileResult:
 
     def reconcile(chunk: Sequence[int]) -> ReconcileResult:
         roll_over(lock_brands(chunk), at=at)
-        found = _reconcile_chunk(list(Brand.objects.filter(pk__in=chunk)), at=at)
+        brands = list(Brand.objects.filter(pk__in=chunk))
+        currency = {brand.pk: brand.currency for brand in brands}
+        found = _reconcile_chunk(brands, at=at)
         for drift in found:
+            money = partial(format_money, currency=currency[drift.brand_id])
             model = Brand if drift.campaign_id is None else Campaign
             pk = drift.brand_id if drift.campaign_id is None else drift.campaign_id
             model.objects.filter(pk=pk).update(**{drift.counter: drift.expected})
@@ -108,9 +113,9 @@ def reconcile_counters(*, at: datetime, actor: str) -> ReconcileResult:
                 pk,
                 drift.name,
                 drift.period,
-                drift.found,
-                drift.expected,
-                drift.delta,
+                money(drift.found),
+                money(drift.expected),
+                money(drift.delta),
             )
         SettingChange.objects.bulk_create(
             SettingChange(
