@@ -464,3 +464,44 @@ class PendingSpend(models.Model):
 
     def __str__(self) -> str:
         return f"pending spend {self.idempotency_key} (sent {self.sends}×)"
+
+
+class EventType(models.TextChoices):
+    CAMPAIGN_PAUSED = "campaign.paused", "Campaign paused"
+    CAMPAIGN_RESUMED = "campaign.resumed", "Campaign resumed"
+    CAMPAIGN_REASONS_CHANGED = "campaign.reasons_changed", "Campaign's pause reasons changed"
+    CAMPAIGN_SETTINGS_CHANGED = "campaign.settings_changed", "Campaign settings changed"
+    BUDGET_THRESHOLD_REACHED = "budget.threshold_reached", "Budget threshold reached"
+    BRAND_SETTINGS_CHANGED = "brand.settings_changed", "Brand settings changed"
+
+
+class Event(models.Model):
+    """One decision or change, for the systems outside (the feed and the webhooks):
+    append-only, written in the transaction of the change it describes.
+
+    Events of one campaign form a stream (`campaign:<id>`), numbered 1, 2, 3... without
+    gaps; a brand's own events (alerts, its settings) form `brand:<id>`. Sequences are
+    assigned under the brand's lock, so a receiver that has sequence n of a stream can
+    drop anything at or below it."""
+
+    event_id = models.CharField(max_length=40, unique=True, editable=False)
+    type = models.CharField(max_length=40, choices=EventType.choices)
+    created_at = models.DateTimeField(db_index=True)
+    brand = models.ForeignKey(Brand, on_delete=models.CASCADE, related_name="events")
+    campaign = models.ForeignKey(
+        Campaign, on_delete=models.CASCADE, null=True, blank=True, related_name="events"
+    )
+    stream = models.CharField(max_length=40)
+    sequence = models.PositiveBigIntegerField()
+    actor = models.CharField(max_length=150)
+    payload = models.JSONField()
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["stream", "sequence"], name="event_sequence_unique"),
+        ]
+        indexes = [models.Index(fields=["brand", "id"], name="event_brand_id")]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} {self.type} {self.stream}#{self.sequence}"

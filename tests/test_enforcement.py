@@ -36,11 +36,13 @@ def test_query_count_does_not_grow_with_campaigns(
     refresh_campaign_states(at=NOW, actor="test")
     Brand.objects.update(daily_budget=Decimal(0))
 
-    with django_assert_max_num_queries(8) as queries:
+    with django_assert_max_num_queries(10) as queries:
         result = refresh_campaign_states(at=NOW, actor="enforce_budget_limits")
 
     assert len(result.changes) == count
-    assert len(writes(queries)) == 2  # one audit insert and one update for all of them
+    # One audit insert, one update and one event insert for all of them (and one read of
+    # the streams' last sequence numbers).
+    assert len(writes(queries)) == 3
     assert CampaignStatusChange.objects.filter(actor="enforce_budget_limits").count() == count
 
 
@@ -48,8 +50,9 @@ def test_first_pass_rolls_over_and_evaluates_in_bounded_queries(
     count: int, django_assert_max_num_queries: DjangoAssertNumQueries
 ) -> None:
     # per zone: roll campaigns' day, brands' day, brands' month; then 1 audit + 1 update;
-    # and one, for every zone, checking the new periods' ledger against counters' limit
-    with django_assert_max_num_queries(6 + 3 * len(ZONES) + 2 + 1):
+    # and one, for every zone, checking the new periods' ledger against counters' limit;
+    # the events: one read of the streams' sequences, one insert
+    with django_assert_max_num_queries(6 + 3 * len(ZONES) + 2 + 1 + 2):
         result = refresh_campaign_states(at=NOW, actor="test")
 
     assert len(result.changes) == count

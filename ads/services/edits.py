@@ -15,6 +15,7 @@ from ads.models import Brand, Campaign, Schedule, SettingChange, SpendEvent
 from ads.money import format_money
 from ads.rules import schedule_summary
 from ads.services.enforcement import RefreshResult, refresh_campaign_states
+from ads.services.events import record_setting_changes
 from ads.services.kernel import audit_row, audit_text, load_windows, lock_brands
 
 logger = logging.getLogger(__name__)
@@ -174,9 +175,12 @@ def set_campaigns_enabled(
                 )
                 to_change.remove(campaign)
         Campaign.objects.filter(pk__in=[c.pk for c in to_change]).update(is_enabled=enabled)
-        SettingChange.objects.bulk_create(
-            audit_row(c, "is_enabled", str(c.is_enabled), str(enabled), actor=actor, at=at)
-            for c in to_change
+        record_setting_changes(
+            [
+                audit_row(c, "is_enabled", str(c.is_enabled), str(enabled), actor=actor, at=at)
+                for c in to_change
+            ],
+            at=at,
         )
         refresh = refresh_campaign_states(at=at, actor=actor, brand_ids=brand_ids)
         return SwitchResult(switched=len(to_change), refresh=refresh, conflicts=tuple(conflicts))
@@ -262,7 +266,7 @@ def set_archived(
             rows.append(
                 audit_row(current, "archived", str(not archived), str(archived), actor=actor, at=at)
             )
-        SettingChange.objects.bulk_create(rows)
+        record_setting_changes(rows, at=at)
         return refresh_campaign_states(at=at, actor=actor, brand_ids=brand_ids)
 
 
@@ -272,14 +276,19 @@ def schedule_saved(
     """After a person saved a schedule and its windows: audit the change and bring
     every campaign on the schedule up to date (an opening window resumes at once)."""
     with transaction.atomic():
+        # The brands of the campaigns that follow it: their event streams get the change.
+        brand_ids = sorted(
+            set(Campaign.objects.filter(schedule=schedule).values_list("brand_id", flat=True))
+        )
+        lock_brands(brand_ids)
         # From the database: the admin's instance may hold prefetched, older windows.
         windows = schedule_summary(load_windows([schedule.pk]).get(schedule.pk, []))
         if old is not None:
             _audit_settings(old, schedule, ["name"], ("name",), actor=actor, at=at)
             if windows != old_windows:
-                audit_row(schedule, "windows", old_windows, windows, actor=actor, at=at).save()
-        brand_ids = Campaign.objects.filter(schedule=schedule).values_list("brand_id", flat=True)
-        return refresh_campaign_states(at=at, actor=actor, brand_ids=list(set(brand_ids)))
+                row = audit_row(schedule, "windows", old_windows, windows, actor=actor, at=at)
+                record_setting_changes([row], at=at)
+        return refresh_campaign_states(at=at, actor=actor, brand_ids=brand_ids)
 
 
 def _audit_settings(
@@ -298,4 +307,4 @@ def _audit_settings(
             rows.append(
                 audit_row(new, field, audit_text(before), audit_text(after), actor=actor, at=at)
             )
-    SettingChange.objects.bulk_create(rows)
+    record_setting_changes(rows, at=at)

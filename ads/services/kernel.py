@@ -63,6 +63,7 @@ from ads.rules import (
     transition_label,
 )
 from ads.services.alerts import raise_alerts
+from ads.services.events import emit, state_changes, threshold_events
 from ads.sql import chunked, id_set, in_ids
 
 logger = logging.getLogger(__name__)
@@ -493,8 +494,14 @@ def evaluate(
             )
         )
     totals = {pk: facts.totals for pk, facts in brands.items()}
-    _write_changes([s for s in states if s.changed], at=at, actor=actor)
-    raise_alerts(totals.values(), at=at)
+    changed = [s for s in states if s.changed]
+    _write_changes(changed, at=at, actor=actor)
+    alerts = raise_alerts(totals.values(), at=at)
+    emit(
+        state_changes(changed, totals, actor=actor)
+        + threshold_events(alerts, totals, actor=actor),
+        at=at,
+    )
     return states, totals
 
 
