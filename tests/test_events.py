@@ -42,8 +42,9 @@ def test_a_spend_that_exhausts_the_budget_writes_a_paused_event_with_its_figures
         f"campaign:{campaign.pk}",
         2,
     )
-    assert paused.event_id.startswith("evt_") and paused.actor == "spend"
-    assert paused.payload["campaign"] | {} == {
+    assert paused.event_id.startswith("evt_")
+    assert paused.actor == "spend"
+    assert paused.payload["campaign"] == {
         "id": campaign.pk,
         "name": "Search",
         "is_active": False,
