@@ -133,10 +133,14 @@ def test_an_event_is_rolled_back_with_its_change() -> None:
     campaign = CampaignFactory.create(brand__daily_budget=Decimal("10.00"), evaluated_at=NOW)
     before = Event.objects.count()
 
-    with pytest.raises(RuntimeError), transaction.atomic():
-        record_spend(campaign.pk, "10.00", at=NOW)
-        assert Event.objects.count() == before + 4  # paused; 50, 80 and 100 % reached
-        raise RuntimeError("the spend's transaction fails after the pause")
+    def spend_then_fail() -> None:
+        with transaction.atomic():
+            record_spend(campaign.pk, "10.00", at=NOW)
+            assert Event.objects.count() == before + 4  # paused; 50, 80 and 100 % reached
+            raise RuntimeError("the spend's transaction fails after the pause")
+
+    with pytest.raises(RuntimeError):
+        spend_then_fail()
 
     assert Event.objects.count() == before
     assert Campaign.objects.get().is_active
