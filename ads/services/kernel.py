@@ -498,8 +498,7 @@ def evaluate(
     _write_changes(changed, at=at, actor=actor)
     alerts = raise_alerts(totals.values(), at=at)
     emit(
-        state_changes(changed, totals, actor=actor)
-        + threshold_events(alerts, totals, actor=actor),
+        state_changes(changed, totals, actor=actor) + threshold_events(alerts, totals, actor=actor),
         at=at,
     )
     return states, totals
