@@ -495,13 +495,21 @@ class Event(models.Model):
     sequence = models.PositiveBigIntegerField()
     actor = models.CharField(max_length=150)
     payload = models.JSONField()
+    # The writing transaction's id on PostgreSQL (0 on SQLite, where one writer at a time
+    # commits in id order). The feed orders by (txid, id) and serves only transactions
+    # older than every one still running, so an event committed late with a low id is
+    # never skipped by a reader that has passed it. See ads.selectors.event_feed.
+    txid = models.BigIntegerField(default=0, editable=False)
 
     class Meta:
         ordering = ["pk"]
         constraints = [
             models.UniqueConstraint(fields=["stream", "sequence"], name="event_sequence_unique"),
         ]
-        indexes = [models.Index(fields=["brand", "id"], name="event_brand_id")]
+        indexes = [
+            models.Index(fields=["txid", "id"], name="event_feed_order"),
+            models.Index(fields=["brand", "txid", "id"], name="event_brand_feed_order"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.event_id} {self.type} {self.stream}#{self.sequence}"

@@ -73,6 +73,7 @@ class Migration(migrations.Migration):
                 ("sequence", models.PositiveBigIntegerField()),
                 ("actor", models.CharField(max_length=150)),
                 ("payload", models.JSONField()),
+                ("txid", models.BigIntegerField(default=0, editable=False)),
                 (
                     "brand",
                     models.ForeignKey(
@@ -94,7 +95,10 @@ class Migration(migrations.Migration):
             ],
             options={
                 "ordering": ["pk"],
-                "indexes": [models.Index(fields=["brand", "id"], name="event_brand_id")],
+                "indexes": [
+                    models.Index(fields=["txid", "id"], name="event_feed_order"),
+                    models.Index(fields=["brand", "txid", "id"], name="event_brand_feed_order"),
+                ],
                 "constraints": [
                     models.UniqueConstraint(
                         fields=("stream", "sequence"), name="event_sequence_unique"

@@ -119,11 +119,16 @@ def _insert(events: Sequence[Event]) -> None:
     names = ", ".join(connection.ops.quote_name(c) for c in COLUMNS)
     if connection.vendor == "postgresql":
         record = ", ".join(f"{c} {t}" for c, t in zip(COLUMNS, PG_TYPES, strict=True))
-        select = f"SELECT {', '.join(COLUMNS)} FROM jsonb_to_recordset(%s::jsonb) AS x({record})"
+        names += ", txid"
+        select = (
+            f"SELECT {', '.join(COLUMNS)}, pg_current_xact_id()::text::bigint"
+            f" FROM jsonb_to_recordset(%s::jsonb) AS x({record})"
+        )
         params: list[Any] = [json.dumps(rows)]
     else:
         values = ["%s" if c == "created_at" else f"json_extract(value, '$.{c}')" for c in COLUMNS]
-        select = f"SELECT {', '.join(values)} FROM json_each(%s)"
+        names += ", txid"
+        select = f"SELECT {', '.join(values)}, 0 FROM json_each(%s)"
         params = [connection.ops.adapt_datetimefield_value(at), json.dumps(rows)]
     with connection.cursor() as cursor:
         cursor.execute(f"INSERT INTO {table} ({names}) {select}", params)
