@@ -297,6 +297,23 @@ def test_verifying_by_hand_refuses_an_old_timestamp() -> None:
     assert not verify_by_hand(SECRET, body, headers, now=time.time())
 
 
+def test_the_test_vector_of_the_integration_guide_verifies() -> None:
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    body = (
+        '{"type": "campaign.paused", "timestamp": "2026-11-27T12:00:00+00:00",'
+        ' "data": {"id": "evt_27a847c2cd9d42628b40c17560814ac6"}}'
+    )
+    headers = {
+        "webhook-id": "evt_27a847c2cd9d42628b40c17560814ac6",
+        "webhook-timestamp": "1795780805",
+        "webhook-signature": "v1,x4ssQaBGulGY/vv64PVgZWlVF7CKeTZgLWy1L1bJIsU=",
+    }
+    at = datetime.fromtimestamp(1795780805, UTC)
+
+    assert Webhook(secret).sign(headers["webhook-id"], at, body) == headers["webhook-signature"]
+    assert verify_by_hand(secret, body.encode(), headers, now=at.timestamp())
+
+
 # Pull: a feed with two pages, as GET /api/v1/events answers them.
 
 FIRST, SECOND, THIRD = event(1), event(2), event(3)
