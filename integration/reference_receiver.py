@@ -36,6 +36,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from standardwebhooks import Webhook, WebhookVerificationError
+from standardwebhooks.webhooks import EmptyWebhookSecretError
 
 MAX_BODY = 1_000_000  # bytes; an event is a few kilobytes
 
@@ -210,9 +211,9 @@ class Store:
 
 
 class Receiver(ThreadingHTTPServer):
-    def __init__(self, address: tuple[str, int], *, store: Store, secret: str) -> None:
+    def __init__(self, address: tuple[str, int], *, store: Store, webhook: Webhook) -> None:
         self.store = store
-        self.webhook = Webhook(secret)  # a malformed secret fails here, at start
+        self.webhook = webhook
         super().__init__(address, WebhookHandler)
 
     def service_actions(self) -> None:
@@ -335,17 +336,22 @@ def main(argv: Sequence[str] | None = None) -> None:
             "--max-hold", type=float, default=300, help="seconds to wait for a missing event"
         )
     args = parser.parse_args(argv)
-    store = Store(args.db, max_hold=args.max_hold)
 
     if args.command == "serve":
         secret = os.environ.get("WEBHOOK_SECRET") or parser.error("WEBHOOK_SECRET is not set")
-        server = Receiver((args.host, args.port), store=store, secret=secret)
+        try:
+            webhook = Webhook(secret)
+        except (ValueError, EmptyWebhookSecretError):  # ValueError: not base64
+            parser.error("WEBHOOK_SECRET is not an endpoint's secret (whsec_ and base64)")
+        store = Store(args.db, max_hold=args.max_hold)
+        server = Receiver((args.host, args.port), store=store, webhook=webhook)
         print(f"listening on http://{args.host}:{server.server_port}/", flush=True)
         with suppress(KeyboardInterrupt):
             server.serve_forever()
         return
 
     api_key = os.environ.get("FEED_API_KEY") or parser.error("FEED_API_KEY is not set")
+    store = Store(args.db, max_hold=args.max_hold)
     while True:
         try:
             count = poll(store, url=args.url, api_key=api_key, limit=args.limit)

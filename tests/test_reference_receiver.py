@@ -116,7 +116,7 @@ def serving_in_thread(server: ThreadingHTTPServer) -> Iterator[None]:
 def receiving(path: Path, apply: Callable[[Event], None] = apply_event) -> Iterator[Running]:
     """The receiver's server in a thread of this process, on a free loopback port."""
     store = Store(str(path), on_apply=apply)
-    server = Receiver(("127.0.0.1", 0), store=store, secret=SECRET)
+    server = Receiver(("127.0.0.1", 0), store=store, webhook=Webhook(SECRET))
     with serving_in_thread(server):
         yield Running(store, server.server_port)
     store.db.close()
