@@ -304,6 +304,12 @@ def event_feed(
     its own has finished, so a long transaction anywhere on the database server (in
     any of its databases) holds the feed back until it ends.
 
+    Within a stream the order is the sequence's: a stream's events are written one
+    transaction at a time (under the brand's lock), ids grow with them, and each
+    event's txid is raised to its stream's previous event's when that is higher
+    (`ads.services.events`), as a transaction may have taken its id before the one
+    that wrote the stream's previous events.
+
     On SQLite one transaction writes at a time and ids are never reused
     (AUTOINCREMENT), so ids follow commit order; txid is 0 on every row and every
     committed event is served at once.
