@@ -495,10 +495,12 @@ class Event(models.Model):
     sequence = models.PositiveBigIntegerField()
     actor = models.CharField(max_length=150)
     payload = models.JSONField()
-    # The writing transaction's id on PostgreSQL (0 on SQLite, where one writer at a time
-    # commits in id order). The feed orders by (txid, id) and serves only transactions
-    # older than every one still running, so an event committed late with a low id is
-    # never skipped by a reader that has passed it. See ads.selectors.event_feed.
+    # The writing transaction's id on PostgreSQL, raised to the stream's previous event's
+    # when that is higher, so a stream's events are in sequence order in the feed (0 on
+    # SQLite, where one writer at a time commits in id order). The feed orders by
+    # (txid, id) and serves only transactions older than every one still running, so an
+    # event committed late with a low id is never skipped by a reader that has passed
+    # it. See ads.services.events and ads.selectors.event_feed.
     txid = models.BigIntegerField(default=0, editable=False)
 
     class Meta:

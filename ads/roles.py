@@ -10,7 +10,7 @@ from django.apps.registry import Apps
 from django.contrib.auth.management import create_permissions
 
 MANAGED = ("brand", "campaign", "schedule", "schedulewindow")
-VIEWED = (*MANAGED, "spendevent", "campaignstatuschange", "settingchange", "budgetalert")
+VIEWED = (*MANAGED, "spendevent", "campaignstatuschange", "settingchange", "budgetalert", "event")
 ROLES = {
     "Budget managers": [f"{action}_{model}" for model in MANAGED for action in ("add", "change")]
     + [f"view_{model}" for model in VIEWED]

@@ -56,6 +56,17 @@ KEY_CONFLICT = (
     "{key} was already used for a different spend (campaign {campaign_id}, amount {amount}); "
     "use a new key for a new spend"
 )
+# The event feed (ads.selectors.event_feed): events per page, and its cursors, which
+# are URL-safe base64 text well under this length.
+EVENT_PAGE_DEFAULT = 100
+EVENT_PAGE_MAX = 500
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]+$"
+MAX_CURSOR_LENGTH = 64
+CURSOR_INVALID = (
+    "{value} is not a cursor of this feed; pass a next_cursor it gave unchanged, or leave "
+    "after out to start from the beginning"
+)
+EVENT_TYPE_UNKNOWN = "{value} is not an event type; give one of {types}, once per type="
 
 
 class SpendConflict(ValidationError):

@@ -25,6 +25,7 @@ from ads.models import (
     BudgetAlert,
     Campaign,
     CampaignStatusChange,
+    Event,
     Schedule,
     ScheduleWindow,
     SettingChange,
@@ -58,6 +59,7 @@ RIGHTS: dict[str, tuple[str, str, str, str]] = {
     "ads.campaignstatuschange":           ("v",    "v",      "v",       ""),
     "ads.settingchange":                  ("v",    "v",      "v",       ""),
     "ads.budgetalert":                    ("v",    "v",      "v",       ""),
+    "ads.event":                          ("v",    "v",      "v",       ""),
     # Superusers only: Beat's schedules, API keys (README), people and their rights.
     "django_celery_beat.periodictask":    ("",     "",       "vcad",    ""),
     "django_celery_beat.crontabschedule": ("",     "",       "vcad",    ""),
@@ -224,6 +226,13 @@ PAGES: dict[str, Page] = {
         add=lambda: {"threshold": "1"},
         added={"threshold": 1},
     ),
+    "ads.event": Page(
+        target=lambda: Event.objects.latest("pk"),
+        change=lambda: {"actor": "nobody", "type": "campaign.resumed"},
+        changed={"actor": "nobody"},
+        add=lambda: {"actor": "nobody", "type": "campaign.resumed"},
+        added={"actor": "nobody"},
+    ),
     "django_celery_beat.periodictask": Page(
         target=lambda: PeriodicTask.objects.get(name="Target task"),
         change=lambda: task_form("Renamed task"),
@@ -301,6 +310,7 @@ def world(search: Campaign) -> None:
     refresh_campaign_states(at=NOW, actor="enforce_budget_limits")
     assert SettingChange.objects.exists()
     assert BudgetAlert.objects.exists()
+    assert Event.objects.exists()
 
 
 def log_in(client: Client, role: str) -> User:

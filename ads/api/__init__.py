@@ -4,14 +4,14 @@ A thin interface like the command and the admin: each view turns the request int
 typed arguments, calls a service or a selector, and reports. Money travels as decimal
 strings, never JSON numbers; times as ISO-8601 with an offset.
 
-One module per object: `spend`, `brands`, `campaigns`, `health`; their shapes in
+One module per object: `spend`, `brands`, `campaigns`, `events`, `health`; their shapes in
 `schemas`, the key check in `auth`, the answers to errors in `errors`.
 """
 
 from ninja import NinjaAPI
 from ninja.operation import Operation
 
-from ads.api import brands, campaigns, errors, health, spend
+from ads.api import brands, campaigns, errors, events, health, spend
 from ads.api.auth import KeyAuth
 
 
@@ -31,7 +31,7 @@ api = BudgetGuardAPI(
     openapi_url="/openapi.json",
 )
 errors.install(api)
-for module in (spend, brands, campaigns, health):
+for module in (spend, brands, campaigns, events, health):
     api.add_router("", module.router)
 
 __all__ = ["api"]

@@ -4,19 +4,25 @@
 import re
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from ninja import Field, Schema
 from ninja import Path as PathParam
 from pydantic import AfterValidator, ConfigDict, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
+from ads.models import EventType
 from ads.money import SPEND_DECIMAL_PLACES, canonical
 from ads.services import MAX_BATCH
 from ads.validation import (
     CURRENCY_CODE_PATTERN,
     CURRENCY_INVALID,
+    CURSOR_PATTERN,
+    EVENT_PAGE_DEFAULT,
+    EVENT_PAGE_MAX,
+    EVENT_TYPE_UNKNOWN,
     FUTURE_TOLERANCE_TEXT,
+    MAX_CURSOR_LENGTH,
     MAX_ID,
     MAX_KEY_LENGTH,
     PAST_LIMIT_TEXT,
@@ -188,3 +194,101 @@ class CampaignFilters(Schema):
 class HealthOut(Schema):
     database: str
     broker: str
+
+
+# --- Events ----------------------------------------------------------------------------
+
+
+# Checked by the view, in the feed's own words (a pattern's message would not say what
+# a cursor is); the document states its form. Optional: left out, the feed starts at
+# the beginning.
+Cursor = Annotated[
+    str | None,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_CURSOR_LENGTH,
+            "pattern": CURSOR_PATTERN,
+            "examples": ["djE6NzQ1OjEwMjQ"],
+        }
+    ),
+]
+
+
+def event_types(values: list[str] | None) -> list[str] | None:
+    """Each type known, or the first unknown one named in a line of its own (a comma list
+    is one unknown type: the parameter is repeated for several)."""
+    for value in values or ():
+        if value not in EventType.values:
+            raise PydanticCustomError(
+                "event_type",
+                EVENT_TYPE_UNKNOWN,
+                {"value": shown(value), "types": ", ".join(EventType.values)},
+            )
+    return values
+
+
+EventTypes = Annotated[
+    list[str] | None,
+    AfterValidator(event_types),
+    WithJsonSchema({"type": "array", "items": {"type": "string", "enum": EventType.values}}),
+]
+
+
+class EventQuery(Schema):
+    after: Cursor = Field(
+        None,
+        description="The next_cursor of the previous page, unchanged. Left out: from the "
+        "first event.",
+    )
+    type: EventTypes = Field(
+        None,
+        description="Only events of this type. Repeat the parameter for several types "
+        "(type=campaign.paused&type=campaign.resumed); left out: every type.",
+    )
+    limit: int = Field(
+        EVENT_PAGE_DEFAULT,
+        ge=1,
+        le=EVENT_PAGE_MAX,
+        description=f"Events per page, at most {EVENT_PAGE_MAX}.",
+    )
+
+
+class EventOut(Schema):
+    id: str = Field(
+        description="Unique: a receiver de-duplicates by it.",
+        examples=["evt_5f1c0e2a9b7d4c38a6e4f0b2d8c17a93"],
+    )
+    # Not an enum: new kinds of events come with new features, and a receiver skips
+    # what it does not know instead of failing on it.
+    type: str = Field(
+        description="What happened: " + ", ".join(EventType.values) + " (more may come).",
+        examples=[EventType.CAMPAIGN_PAUSED.value],
+    )
+    created_at: datetime
+    brand_id: int
+    campaign_id: int | None
+    stream: str = Field(
+        description="campaign:<id> for a campaign's events, brand:<id> for a brand's own",
+        examples=["campaign:42"],
+    )
+    sequence: int = Field(
+        description="1, 2, 3... within the stream, without gaps: a receiver that has "
+        "sequence n of a stream can drop anything at or below it."
+    )
+    payload: dict[str, Any] = Field(
+        description="Self-contained: the state, reasons and figures the event is about, "
+        "and the actor."
+    )
+
+
+class EventPageOut(Schema):
+    events: list[EventOut]
+    next_cursor: str = Field(
+        description="Where the next page starts: store it and pass it as `after`, now or "
+        "after any downtime. The `after` given (or the beginning) when the page is empty."
+    )
+    has_more: bool = Field(
+        description="More events can be read now; when false, poll again later with next_cursor."
+    )

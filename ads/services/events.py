@@ -120,8 +120,19 @@ def _insert(events: Sequence[Event]) -> None:
     if connection.vendor == "postgresql":
         record = ", ".join(f"{c} {t}" for c, t in zip(COLUMNS, PG_TYPES, strict=True))
         names += ", txid"
+        # The feed's position: the transaction's id, raised to the stream's last event's
+        # when that is higher. A transaction that took its id earlier (an enforcement
+        # pass takes it at its first brand) can write a stream's next events after a
+        # younger one committed the previous ones, and (txid, id) order would serve
+        # them first. Never below our own id: the feed still serves nothing before our
+        # transaction and every older one have finished (ads.selectors.event_feed).
+        previous = (
+            f"SELECT e.txid FROM {table} e WHERE e.stream = x.stream"
+            " ORDER BY e.sequence DESC LIMIT 1"
+        )
         select = (
-            f"SELECT {', '.join(COLUMNS)}, pg_current_xact_id()::text::bigint"
+            f"SELECT {', '.join(COLUMNS)},"
+            f" GREATEST(pg_current_xact_id()::text::bigint, COALESCE(({previous}), 0))"
             f" FROM jsonb_to_recordset(%s::jsonb) AS x({record})"
         )
         params: list[Any] = [json.dumps(rows)]
