@@ -152,3 +152,15 @@ def test_the_event_log_refuses_updates_in_the_database() -> None:
 
     with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
         Event.objects.update(actor="someone else")
+
+
+def test_a_changed_contact_address_is_an_event_without_the_address() -> None:
+    campaign = CampaignFactory.create(evaluated_at=NOW)
+    brand = campaign.brand
+    brand.contact_email = "ops@acme.example"
+    save_brand(brand, changed_fields=["contact_email"], actor="alice", at=NOW)
+
+    (changed,) = events(type=EventType.BRAND_SETTINGS_CHANGED)
+
+    assert changed.payload["change"]["field"] == "contact_email"
+    assert "ops@acme.example" not in str(changed.payload)

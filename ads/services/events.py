@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 # A person's change of these is an event; counters repaired by reconciliation and
 # deletions (the object and its events are gone) are not.
 NOT_SETTINGS = {"deleted"}
+# A person's address is not sent to connectors and chats: the event says it changed.
+PRIVATE_FIELDS = {"contact_email"}
+PRIVATE = "(not sent: personal data)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,8 +263,8 @@ def record_setting_changes(rows: Sequence[SettingChange], *, at: datetime) -> No
             "object_id": row.object_id,
             "name": row.object_repr,
             "field": row.field,
-            "old": row.old_value,
-            "new": row.new_value,
+            "old": PRIVATE if row.field in PRIVATE_FIELDS else row.old_value,
+            "new": PRIVATE if row.field in PRIVATE_FIELDS else row.new_value,
         }
         payload = {"change": change, "actor": row.actor}
         targets: list[tuple[int, int | None]]
