@@ -192,6 +192,30 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 # long). Past the visibility timeout, so Redis's own redelivery of a crashed worker's
 # messages comes first.
 SPEND_REQUEUE_AFTER: int = env.int("SPEND_REQUEUE_AFTER", default=VISIBILITY_TIMEOUT + 60)
+# --- Webhooks and Slack (README "Webhooks"). Deliveries go out in event order per
+# endpoint, each request bounded by WEBHOOK_TIMEOUT seconds; a failed one is tried again
+# 30 s later, then twice as long each time up to an hour apart, until it is delivered or
+# the endpoint has failed for WEBHOOK_DISABLE_AFTER seconds in a row: it is then switched
+# off and its brands' contacts are mailed.
+WEBHOOK_TIMEOUT: float = env.float("WEBHOOK_TIMEOUT", default=5)
+WEBHOOK_DISABLE_AFTER: int = env.int("WEBHOOK_DISABLE_AFTER", default=24 * 60 * 60)
+if WEBHOOK_DISABLE_AFTER < 24 * 60 * 60:
+    raise ImproperlyConfigured(
+        f"WEBHOOK_DISABLE_AFTER={WEBHOOK_DISABLE_AFTER} is under a day: failed deliveries are "
+        "tried again for at least 24 hours (86400 s) before their endpoint is switched off"
+    )
+if not 0 < WEBHOOK_TIMEOUT <= 30:
+    raise ImproperlyConfigured(
+        f"WEBHOOK_TIMEOUT={WEBHOOK_TIMEOUT} must be more than 0 and at most 30 seconds"
+    )
+# Plain http:// endpoint URLs, and URLs whose host resolves to a loopback, private,
+# link-local or otherwise non-public address: refused unless allowed here (for tests and
+# a receiver on the inside network; they let whoever manages endpoints reach it).
+WEBHOOK_ALLOW_HTTP: bool = env.bool("WEBHOOK_ALLOW_HTTP", default=False)
+WEBHOOK_ALLOW_PRIVATE: bool = env.bool("WEBHOOK_ALLOW_PRIVATE", default=False)
+# Where people open the admin: the links in Slack messages and endpoint mails.
+SITE_URL: str = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
+
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
