@@ -4,13 +4,14 @@ Secure by default: DEBUG is off unless DEBUG=1, and with DEBUG off the project r
 to start without a real SECRET_KEY. `make run` turns DEBUG on for local development.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import django_stubs_ext
 import environ
 from babel import Locale, UnknownLocaleError
 from babel.numbers import get_currency_name
-from celery.schedules import crontab
+from celery.schedules import crontab, schedule
 from django.core.exceptions import ImproperlyConfigured
 
 # Lets models subscript generic Django classes (Field[Set, Get]) at runtime for mypy.
@@ -230,10 +231,10 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULER = "ads.beat:DefaultsOnceScheduler"
 
 
-def _beat_entry(task: str, schedule: crontab, *, expires: int) -> dict[str, object]:
-    """A periodic task's default: `task` on `schedule`, expiring `expires` seconds after
-    it is due."""
-    return {"task": task, "schedule": schedule, "options": {"expire_seconds": expires}}
+def _beat_entry(task: str, when: crontab | schedule, *, expires: int) -> dict[str, object]:
+    """A periodic task's default: `task` on `when` (a crontab, or an interval), expiring
+    `expires` seconds after it is due."""
+    return {"task": task, "schedule": when, "options": {"expire_seconds": expires}}
 
 
 # The periodic tasks' defaults. Beat stores them in django-celery-beat's tables the
@@ -259,6 +260,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     ),
     # Queued spends lost on the way to a worker are sent again (the outbox, PendingSpend).
     "requeue-spends": _beat_entry("ads.requeue_spends", crontab(), expires=50),
+    # Webhook deliveries whose hand-over at commit was lost (or whose retry is due) are
+    # sent: every endpoint with a due delivery and no worker on it gets a task.
+    "dispatch-webhooks": _beat_entry(
+        "ads.dispatch_webhooks", schedule(timedelta(seconds=10)), expires=8
+    ),
     # Daily safety net: recompute every counter from the ledger, repair and log drift.
     "reconcile-spend-counters": _beat_entry(
         "ads.reconcile_spend_counters", crontab(minute="30", hour="3"), expires=60 * 60
