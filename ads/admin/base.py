@@ -10,7 +10,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from ads import services
-from ads.models import Brand, BudgetAlert, CampaignStatusChange
+from ads.models import Brand, BudgetAlert, CampaignStatusChange, WebhookDelivery
 from ads.money import format_money
 from ads.rules import budget_warnings
 
@@ -67,10 +67,12 @@ class ArchivableAdmin(admin.ModelAdmin[Any]):
         if refused:
             return [], {}, set(), refused
         deleted, counts, perms_needed, _protected = super().get_deleted_objects(objs, request)
-        # Status changes and alerts are the object's own history, deleted with it.
+        # Status changes, alerts and their events' webhook deliveries are the object's own
+        # history, deleted with it.
         own_history = {
             CampaignStatusChange._meta.verbose_name,
             BudgetAlert._meta.verbose_name,
+            WebhookDelivery._meta.verbose_name,
         }
         return deleted, counts, {n for n in perms_needed if n not in own_history}, []
 
