@@ -58,10 +58,13 @@ DISABLED_MAIL_TASK = "ads.send_endpoint_disabled_mail"
 
 FIRST_RETRY = timedelta(seconds=30)
 LONGEST_RETRY = timedelta(hours=1)
-# A sender holds its endpoint this long past each delivery it starts: longer than one
-# delivery can take (WEBHOOK_TIMEOUT is at most 30 s, plus name resolution), so only a
-# dead worker's lease lapses, and another worker takes over that much later.
+# A sender holds its endpoint this long past its last renewal: longer than a renewal
+# period plus one delivery (WEBHOOK_TIMEOUT is at most 30 s, plus name resolution), so
+# only a dead worker's lease lapses, and another worker takes over that much later.
 LEASE = timedelta(seconds=90)
+# How often a sender renews its lease, and reads its endpoint again: a person's switch-off
+# or new URL takes effect within this many seconds of a running sender.
+RENEW_EVERY = 5
 # A run sends for at most this long, then hands the rest to a new task: well inside the
 # task time limits, and other endpoints' tasks get the worker in between.
 RUN_SECONDS = 60
@@ -284,6 +287,7 @@ def _send_run(
     endpoint_id: int, holder: str, clock: Callable[[], datetime], stop_at: float
 ) -> SendResult:
     endpoint = WebhookEndpoint.objects.get(pk=endpoint_id)
+    renewed = time.monotonic()  # just claimed
     delivered = 0
     while time.monotonic() < stop_at:
         batch = list(
@@ -297,8 +301,13 @@ def _send_run(
             at = clock()
             if delivery.next_attempt_at is not None and delivery.next_attempt_at > at:
                 return SendResult(delivered)  # the earliest waits: so do the others
-            if time.monotonic() >= stop_at or not _renew(endpoint_id, holder, at):
-                return SendResult(delivered)  # out of time, or switched off meanwhile
+            if time.monotonic() >= stop_at:
+                return SendResult(delivered)  # the rest in a new task
+            if time.monotonic() - renewed >= RENEW_EVERY:
+                if not _renew(endpoint_id, holder, at):
+                    return SendResult(delivered)  # switched off meanwhile
+                endpoint = WebhookEndpoint.objects.get(pk=endpoint_id)  # edited meanwhile?
+                renewed = time.monotonic()
             attempt = attempt_delivery(endpoint, delivery.event, at=at)
             done = clock()
             if attempt.delivered:
