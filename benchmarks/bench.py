@@ -13,6 +13,7 @@ import http.client
 import json
 import logging
 import multiprocessing
+import os
 import platform
 import sqlite3
 import sys
@@ -418,7 +419,8 @@ def throwaway_database() -> Iterator[None]:
     test_settings["NAME"] = (
         str(settings.VAR_DIR / "bench.sqlite3")
         if connection.vendor == "sqlite"
-        else "ad_budget_bench"
+        # Another name lets two checkouts bench against one server at once.
+        else os.environ.get("BENCH_PG_DATABASE", "ad_budget_bench")
     )
     old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
     try:
