@@ -39,6 +39,7 @@ from ads.services import record_spend, refresh_campaign_states, save_brand
 from ads.services.webhooks import due_endpoints, retry_delay
 from tests.conftest import NOW, admin_url
 from tests.factories import BrandFactory, CampaignFactory, WebhookEndpointFactory
+from tests.html_forms import read_form
 from tests.receiver import HANG, Handler, Receiver, ReceiverServer
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("frozen_clock", "loopback_webhooks")]
@@ -946,3 +947,22 @@ def test_a_switched_off_endpoint_sends_nothing_while_off(receiver: Receiver) -> 
 
     assert receiver.received == []
     assert delivery(endpoint, paused).status == DeliveryStatus.PENDING
+
+
+def test_switched_on_again_in_its_form_an_endpoint_forgets_its_failure_and_sends_at_once(
+    receiver: Receiver, admin_client: Client
+) -> None:
+    endpoint = pauses_to(receiver.url())
+    paused = pause(pausing_campaign())
+    receiver.answer("/hook", 503)
+    tasks.deliver_webhooks(endpoint.pk)  # fails: failing since now, next try in 30 s
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(is_enabled=False)  # by a person
+    page = read_form(admin_client.get(admin_url(endpoint)).content.decode(), "webhookendpoint_form")
+    page["is_enabled"] = ["on"]
+
+    response = admin_client.post(admin_url(endpoint), page)
+    tasks.deliver_webhooks(endpoint.pk)
+
+    assert response.status_code == 302
+    assert WebhookEndpoint.objects.get(pk=endpoint.pk).failing_since is None
+    assert delivery(endpoint, paused).status == DeliveryStatus.DELIVERED

@@ -93,9 +93,10 @@ def save_endpoint(
         endpoint.save()
         return endpoint.secret
     concrete = {f.name for f in endpoint._meta.concrete_fields}
-    endpoint.save(update_fields=[name for name in changed_fields if name in concrete])
-    if "is_enabled" in changed_fields:
-        set_endpoints_enabled([endpoint.pk], enabled=endpoint.is_enabled, at=at)
+    with transaction.atomic():
+        endpoint.save(update_fields=[name for name in changed_fields if name in concrete])
+        if "is_enabled" in changed_fields and endpoint.is_enabled:
+            _switched_on([endpoint.pk], at=at)
     return None
 
 
@@ -113,14 +114,18 @@ def set_endpoints_enabled(endpoint_ids: Sequence[int], *, enabled: bool, at: dat
             .select_for_update()
             .values_list("pk", flat=True)
         )
-        WebhookEndpoint.objects.filter(pk__in=off).update(
-            is_enabled=True, failing_since=None, disabled_at=None, disabled_reason=""
-        )
-        WebhookDelivery.objects.filter(endpoint_id__in=off, status=DeliveryStatus.PENDING).update(
-            next_attempt_at=at
-        )
-        transaction.on_commit(partial(hand_over, off))
+        _switched_on(off, at=at)
     return len(off)
+
+
+def _switched_on(endpoint_ids: Sequence[int], *, at: datetime) -> None:
+    WebhookEndpoint.objects.filter(pk__in=endpoint_ids).update(
+        is_enabled=True, failing_since=None, disabled_at=None, disabled_reason=""
+    )
+    WebhookDelivery.objects.filter(
+        endpoint_id__in=endpoint_ids, status=DeliveryStatus.PENDING
+    ).update(next_attempt_at=at)
+    transaction.on_commit(partial(hand_over, list(endpoint_ids)))
 
 
 def rotate_secret(endpoint: WebhookEndpoint) -> str:
