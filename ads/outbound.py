@@ -35,6 +35,7 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 URL_SCHEME = "must start with https://{hint}"
 HTTP_HINT = " (plain http:// is allowed only with the setting WEBHOOK_ALLOW_HTTP)"
 URL_NO_HOST = "has no host name"
+URL_BAD_HOST = "has a host name that cannot be written in DNS ({host})"
 URL_CREDENTIALS = "must not carry a user name or password before the host"
 URL_UNRESOLVED = "names {host}, which does not resolve ({reason})"
 URL_ADDRESS = (
@@ -112,6 +113,10 @@ def check_url(url: str) -> Target:
     host = parts.hostname
     if not host:
         raise UrlRefused(URL_NO_HOST)
+    try:
+        host = host.encode("idna").decode("ascii")  # as DNS and the Host header spell it
+    except UnicodeError:
+        raise UrlRefused(URL_BAD_HOST.format(host=host)) from None
     try:
         port = parts.port or (443 if scheme == "https" else 80)
     except ValueError as error:  # a port out of range or not a number
@@ -202,9 +207,9 @@ def _connect(target: Target, deadline: "Deadline") -> http.client.HTTPConnection
         except (OSError, ssl.SSLError) as error:
             connection.close()
             failure = deadline.explain(error)
-            if isinstance(failure, NoAnswer) and deadline.expired:
+            if deadline.expired:
                 raise failure from None
-            continue
+            continue  # the next address, if any
         return connection
     raise failure or NoAnswer("no address to connect to")
 

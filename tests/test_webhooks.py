@@ -34,7 +34,7 @@ from ads.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
-from ads.outbound import address_kind, check_url
+from ads.outbound import UrlRefused, address_kind, check_url
 from ads.services import record_spend, refresh_campaign_states, save_brand
 from ads.services.webhooks import due_endpoints, retry_delay
 from tests.conftest import NOW, admin_url
@@ -966,3 +966,17 @@ def test_switched_on_again_in_its_form_an_endpoint_forgets_its_failure_and_sends
     assert response.status_code == 302
     assert WebhookEndpoint.objects.get(pk=endpoint.pk).failing_since is None
     assert delivery(endpoint, paused).status == DeliveryStatus.DELIVERED
+
+
+def test_an_international_host_name_is_resolved_in_its_dns_spelling(
+    names: dict[str, Any], settings: Settings
+) -> None:
+    settings.WEBHOOK_ALLOW_PRIVATE = False
+    names["xn--bcher-kva.example"] = [["93.184.216.34"]]
+
+    assert check_url("https://bücher.example/in").host == "xn--bcher-kva.example"
+
+
+def test_a_host_name_dns_cannot_spell_is_refused() -> None:
+    with pytest.raises(UrlRefused, match=r"cannot be written in DNS \(a\.\.b\)"):
+        check_url("https://a..b/in")
