@@ -41,6 +41,7 @@ from tests.conftest import NOW, admin_url
 from tests.factories import BrandFactory, CampaignFactory, WebhookEndpointFactory
 from tests.html_forms import read_form
 from tests.receiver import HANG, Handler, Receiver, ReceiverServer
+from tests.test_settings import assert_one_error_line, manage
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("frozen_clock", "loopback_webhooks")]
 
@@ -980,3 +981,18 @@ def test_an_international_host_name_is_resolved_in_its_dns_spelling(
 def test_a_host_name_dns_cannot_spell_is_refused() -> None:
     with pytest.raises(UrlRefused, match=r"cannot be written in DNS \(a\.\.b\)"):
         check_url("https://a..b/in")
+
+
+@pytest.mark.process
+@pytest.mark.parametrize(
+    ("setting", "value", "start"),
+    [
+        ("WEBHOOK_DISABLE_AFTER", "3600", "error: WEBHOOK_DISABLE_AFTER=3600 is under a day"),
+        ("WEBHOOK_TIMEOUT", "0", "error: WEBHOOK_TIMEOUT=0.0 must be more than 0"),
+        ("WEBHOOK_TIMEOUT", "120", "error: WEBHOOK_TIMEOUT=120.0 must be more than 0"),
+    ],
+)
+def test_a_bad_webhook_setting_is_one_line_naming_it(setting: str, value: str, start: str) -> None:
+    result = manage("check", DEBUG="1", **{setting: value})
+
+    assert_one_error_line(result, start)
