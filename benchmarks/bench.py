@@ -103,9 +103,10 @@ class Bench:
             figures["results"] += self.bulk_spend(10_000, single=figures["results"][0]["value"])
             if vendor == "postgresql":
                 figures["results"] += self.concurrent_spend(8, 100 if quick else 250)
+            # Before the enforcement passes leave 100,000 campaigns' rows behind them.
+            figures["results"] += self.webhooks(300 if quick else 1000)
             sizes = [1_000, 10_000] if quick else [1_000, 10_000, 100_000]
             figures["results"] += self.enforcement(sizes)
-            figures["results"] += self.webhooks(300 if quick else 1000)
         print(render_table([figures]))
         if json_path:
             json_path.parent.mkdir(parents=True, exist_ok=True)
@@ -254,7 +255,7 @@ class Bench:
         results = []
         with local_receiver() as url:
             results.append(self.delivery_rate(url, events))
-            results.append(self.event_cost(url, 100))
+            results.append(self.event_cost(url, 200))
             results.append(self.dead_endpoint(url))
         return results
 
@@ -288,26 +289,32 @@ class Bench:
 
     def event_cost(self, url: str, spends: int) -> dict[str, Any]:
         """Spends that each pause a brand's 10 campaigns (13 events with the 3 alerts),
-        with no endpoint enabled and with one taking every event."""
-        rates = {}
-        for label in ("none", "one"):
-            campaign_ids = pausing_brands(f"cost-{label}", spends)
-            endpoint = None
-            if label == "one":
-                endpoint = WebhookEndpoint.objects.create(
-                    name="cost", url=f"{url}/ok", all_types=True, all_brands=True,
-                    secret=new_secret(),
-                )  # fmt: skip
-            self.say(f"webhooks: {spends} spends pausing 10 campaigns each, endpoints: {label}")
-            started = time.perf_counter()
-            for n, campaign_id in enumerate(campaign_ids):
-                record_spend(campaign_id, "1.00", idempotency_key=f"cost-{label}-{n}", at=NOW)
-            rates[label] = spends / (time.perf_counter() - started)
-            if endpoint is not None:
-                planned = WebhookDelivery.objects.filter(endpoint=endpoint).count()
-                if planned != spends * 13:
-                    raise AssertionError(f"{planned} deliveries planned for {spends * 13} events")
-                endpoint.delete()
+        with no endpoint enabled and with one taking every event: two rounds of each,
+        alternating, the better of each kept (the first round warms the database up)."""
+        rates: dict[str, float] = {"none": 0.0, "one": 0.0}
+        alerts = logging.getLogger("ads.services.alerts")
+        alerts.setLevel(logging.ERROR)  # 3 budget alerts a spend: not worth the lines
+        for round_ in range(2):
+            for label in rates:
+                name = f"cost-{label}-{round_}"
+                campaign_ids = pausing_brands(name, spends)
+                endpoint = None
+                if label == "one":
+                    endpoint = WebhookEndpoint.objects.create(
+                        name=name, url=f"{url}/ok", all_types=True, all_brands=True,
+                        secret=new_secret(),
+                    )  # fmt: skip
+                self.say(f"webhooks: {spends} spends pausing 10 campaigns each, endpoints: {label}")
+                started = time.perf_counter()
+                for n, campaign_id in enumerate(campaign_ids):
+                    record_spend(campaign_id, "1.00", idempotency_key=f"{name}-{n}", at=NOW)
+                rates[label] = max(rates[label], spends / (time.perf_counter() - started))
+                if endpoint is not None:
+                    planned = WebhookDelivery.objects.filter(endpoint=endpoint).count()
+                    if planned != spends * 13:
+                        raise AssertionError(f"{planned} deliveries planned, {spends * 13} events")
+                    endpoint.delete()
+        alerts.setLevel(logging.NOTSET)
         per_event = (1 / rates["one"] - 1 / rates["none"]) / 13 * 1000
         return result(
             "spend pausing 10 campaigns (13 events), one endpoint",
