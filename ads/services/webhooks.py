@@ -267,8 +267,8 @@ def send_due(
         delivered += run.delivered
         failed += run.failed
         disabled = disabled or run.disabled
-        if run.failed or run.disabled:
-            break
+        if run.failed or run.disabled or not run.delivered:
+            break  # failed, switched off, or nothing was due
         due = endpoint_id in due_endpoints(at=clock())
         if due and time.monotonic() >= stop_at:
             hand_over([endpoint_id])  # the rest in a new task
