@@ -57,7 +57,8 @@ test-fast: $(VENV)/.dev
 
 # Benchmarks on SQLite, then on PostgreSQL when one answers at BENCH_PG_URL; prints one
 # table and writes var/bench-*.json. See docs/PERFORMANCE.md.
-# Any database of the server: the benchmark creates and drops its own, ad_budget_bench.
+# Any database of the server: the benchmark creates and drops its own, ad_budget_bench
+# (or BENCH_PG_DATABASE).
 BENCH_PG_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 bench: $(VENV)/.dev .env
 	$(BIN)/python -m benchmarks $(BENCH_ARGS) --json var/bench-sqlite.json

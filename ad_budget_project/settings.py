@@ -4,13 +4,14 @@ Secure by default: DEBUG is off unless DEBUG=1, and with DEBUG off the project r
 to start without a real SECRET_KEY. `make run` turns DEBUG on for local development.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import django_stubs_ext
 import environ
 from babel import Locale, UnknownLocaleError
 from babel.numbers import get_currency_name
-from celery.schedules import crontab
+from celery.schedules import crontab, schedule
 from django.core.exceptions import ImproperlyConfigured
 
 # Lets models subscript generic Django classes (Field[Set, Get]) at runtime for mypy.
@@ -192,6 +193,30 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 # long). Past the visibility timeout, so Redis's own redelivery of a crashed worker's
 # messages comes first.
 SPEND_REQUEUE_AFTER: int = env.int("SPEND_REQUEUE_AFTER", default=VISIBILITY_TIMEOUT + 60)
+# --- Webhooks and Slack (README "Webhooks"). Deliveries go out in event order per
+# endpoint, each request bounded by WEBHOOK_TIMEOUT seconds; a failed one is tried again
+# 30 s later, then twice as long each time up to an hour apart, until it is delivered or
+# the endpoint has failed for WEBHOOK_DISABLE_AFTER seconds in a row: it is then switched
+# off and its brands' contacts are mailed.
+WEBHOOK_TIMEOUT: float = env.float("WEBHOOK_TIMEOUT", default=5)
+WEBHOOK_DISABLE_AFTER: int = env.int("WEBHOOK_DISABLE_AFTER", default=24 * 60 * 60)
+if WEBHOOK_DISABLE_AFTER < 24 * 60 * 60:
+    raise ImproperlyConfigured(
+        f"WEBHOOK_DISABLE_AFTER={WEBHOOK_DISABLE_AFTER} is under a day: failed deliveries are "
+        "tried again for at least 24 hours (86400 s) before their endpoint is switched off"
+    )
+if not 0 < WEBHOOK_TIMEOUT <= 30:
+    raise ImproperlyConfigured(
+        f"WEBHOOK_TIMEOUT={WEBHOOK_TIMEOUT} must be more than 0 and at most 30 seconds"
+    )
+# Plain http:// endpoint URLs, and URLs whose host resolves to a loopback, private,
+# link-local or otherwise non-public address: refused unless allowed here (for tests and
+# a receiver on the inside network; they let whoever manages endpoints reach it).
+WEBHOOK_ALLOW_HTTP: bool = env.bool("WEBHOOK_ALLOW_HTTP", default=False)
+WEBHOOK_ALLOW_PRIVATE: bool = env.bool("WEBHOOK_ALLOW_PRIVATE", default=False)
+# Where people open the admin: the links in Slack messages and endpoint mails.
+SITE_URL: str = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
+
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -206,10 +231,10 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULER = "ads.beat:DefaultsOnceScheduler"
 
 
-def _beat_entry(task: str, schedule: crontab, *, expires: int) -> dict[str, object]:
-    """A periodic task's default: `task` on `schedule`, expiring `expires` seconds after
-    it is due."""
-    return {"task": task, "schedule": schedule, "options": {"expire_seconds": expires}}
+def _beat_entry(task: str, when: crontab | schedule, *, expires: int) -> dict[str, object]:
+    """A periodic task's default: `task` on `when` (a crontab, or an interval), expiring
+    `expires` seconds after it is due."""
+    return {"task": task, "schedule": when, "options": {"expire_seconds": expires}}
 
 
 # The periodic tasks' defaults. Beat stores them in django-celery-beat's tables the
@@ -235,6 +260,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     ),
     # Queued spends lost on the way to a worker are sent again (the outbox, PendingSpend).
     "requeue-spends": _beat_entry("ads.requeue_spends", crontab(), expires=50),
+    # Webhook deliveries whose hand-over at commit was lost (or whose retry is due) are
+    # sent: every endpoint with a due delivery and no worker on it gets a task.
+    "dispatch-webhooks": _beat_entry(
+        "ads.dispatch_webhooks", schedule(timedelta(seconds=10)), expires=8
+    ),
     # Daily safety net: recompute every counter from the ledger, repair and log drift.
     "reconcile-spend-counters": _beat_entry(
         "ads.reconcile_spend_counters", crontab(minute="30", hour="3"), expires=60 * 60

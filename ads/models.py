@@ -515,3 +515,118 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_id} {self.type} {self.stream}#{self.sequence}"
+
+
+class EndpointKind(models.TextChoices):
+    WEBHOOK = "webhook", "Webhook (signed JSON, Standard Webhooks)"
+    SLACK = "slack", "Slack incoming webhook"
+
+
+class WebhookEndpoint(models.Model):
+    """A receiver of events: a webhook (each event as signed JSON) or a Slack channel
+    (a line people read). Deliveries are planned in the transaction that writes the
+    events (ads.services.webhooks), for the enabled endpoints whose types and brands
+    match, and sent by workers in event order, one endpoint at a time."""
+
+    name = models.CharField(max_length=100, help_text="Who receives it, e.g. 'DSP connector'.")
+    kind = models.CharField(
+        max_length=10, choices=EndpointKind.choices, default=EndpointKind.WEBHOOK
+    )
+    url = models.URLField(
+        "URL",
+        max_length=2000,
+        help_text="https:// and a public address. For Slack, the channel's incoming-webhook URL.",
+    )
+    all_types = models.BooleanField(
+        "all event types",
+        default=False,
+        help_text="Every type, including types added later. Otherwise only the types chosen.",
+    )
+    event_types = models.JSONField(default=list, blank=True)  # EventType values
+    all_brands = models.BooleanField(
+        "all brands",
+        default=False,
+        help_text="Every brand, including brands added later. Otherwise only the brands "
+        "chosen below.",
+    )
+    # Explicit, as for API keys: an endpoint limited to brands since deleted gets nothing.
+    brands = models.ManyToManyField(Brand, blank=True, related_name="webhook_endpoints")
+    is_enabled = models.BooleanField(
+        "enabled",
+        default=True,
+        help_text="Off: no new deliveries are planned and none is sent. Undelivered ones wait.",
+    )
+    # The Standard Webhooks signing key (`whsec_` + base64). Kept as is, since it signs;
+    # shown once when created (or rotated), never on a page, a message or a log line.
+    secret = models.CharField(max_length=100, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    # Since when every attempt failed (null after a success); past WEBHOOK_DISABLE_AFTER
+    # the endpoint is switched off and its brands' contacts are mailed.
+    failing_since = models.DateTimeField(null=True, blank=True, editable=False)
+    disabled_at = models.DateTimeField(null=True, blank=True, editable=False)
+    disabled_reason = models.CharField(max_length=300, blank=True, editable=False)
+    # The worker sending this endpoint's deliveries, until when (renewed at each delivery):
+    # one sender per endpoint keeps its events in order. A dead worker's lease lapses.
+    leased_until = models.DateTimeField(null=True, blank=True, editable=False)
+    lease_holder = models.CharField(max_length=32, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "webhook endpoint"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(kind__in=EndpointKind.values), name="webhook_endpoint_kind"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    DELIVERED = "delivered", "Delivered"
+
+
+class WebhookDelivery(models.Model):
+    """One event for one endpoint: planned with the event, tried until a 2xx answers
+    (or the endpoint is switched off for failing too long), sent again on request."""
+
+    endpoint = models.ForeignKey(
+        WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="deliveries")
+    status = models.CharField(
+        max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=300, blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    # Not before this time (null once delivered). The endpoint's earliest undelivered
+    # event goes first: the others wait behind it, whatever their own time says.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-event_id", "endpoint_id"]
+        verbose_name_plural = "webhook deliveries"
+        constraints = [
+            models.UniqueConstraint(fields=["endpoint", "event"], name="one_delivery_per_event"),
+            models.CheckConstraint(
+                condition=models.Q(status__in=DeliveryStatus.values), name="webhook_delivery_status"
+            ),
+        ]
+        indexes = [
+            # An endpoint's undelivered events in event order: the sender's and the
+            # dispatcher's query.
+            models.Index(
+                fields=["endpoint", "event"],
+                condition=models.Q(status=DeliveryStatus.PENDING),
+                name="delivery_pending_order",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"event {self.event_id} to endpoint {self.endpoint_id} ({self.status})"

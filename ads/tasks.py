@@ -19,13 +19,15 @@ from django.utils import timezone
 
 from ads import services
 from ads.models import SpendSource, WorkerPing
-from ads.services import alerts, outbox
+from ads.services import alerts, outbox, webhooks
 from ads.services.outbox import SpendNotQueued, enqueue_spend
 from ads.validation import describe
 
 # Spends are queued with enqueue_spend (it lives in the services; imported from here too).
 __all__ = [
     "SpendNotQueued",
+    "deliver_webhooks",
+    "dispatch_webhooks",
     "enforce_budget_limits",
     "enforce_dayparting",
     "enqueue_spend",
@@ -37,6 +39,7 @@ __all__ = [
     "reset_daily_budgets",
     "reset_monthly_budgets",
     "send_budget_alert_mail",
+    "send_endpoint_disabled_mail",
 ]
 
 logger = logging.getLogger(__name__)
@@ -201,4 +204,50 @@ def send_budget_alert_mail(
             budget_kind,
             threshold,
             brand_id,
+        )
+
+
+@task(webhooks.DELIVER_TASK)
+def deliver_webhooks(endpoint_id: int) -> None:
+    """Send one endpoint's due deliveries, in event order, until one fails. Nothing if
+    another worker is sending them: one sender per endpoint keeps its order."""
+    result = webhooks.send_due(endpoint_id=endpoint_id)
+    if result.delivered or result.failed:
+        logger.info(
+            "deliver_webhooks: endpoint %s: %d delivered%s",
+            endpoint_id,
+            result.delivered,
+            ", then one failed (tried again later)" if result.failed else "",
+        )
+
+
+# Every 10 s; expires after 8 s, so a backlog of them is not run in a row.
+DISPATCH_EXPIRES = 8
+
+
+@task("ads.dispatch_webhooks")
+def dispatch_webhooks() -> None:
+    """Hand each endpoint with a due delivery and no sender to a worker: retries come
+    due, and nothing is lost when a hand-over at commit or a worker was."""
+    asked = webhooks.dispatch_due(at=timezone.now(), expires=DISPATCH_EXPIRES)
+    if asked:
+        logger.info("dispatch_webhooks: %d endpoint(s) with due deliveries handed over", asked)
+
+
+@shared_task(
+    name=webhooks.DISABLED_MAIL_TASK,
+    ignore_result=True,
+    autoretry_for=(OperationalError, InterfaceError, *alerts.TRANSIENT_MAIL_ERRORS),
+    retry_backoff=30,
+    retry_backoff_max=600,
+    retry_jitter=True,
+    max_retries=5,
+)
+def send_endpoint_disabled_mail(endpoint_id: int) -> None:
+    """Tell the contacts of an endpoint's brands that it was switched off for failing.
+    Retried like the budget alert mails."""
+    sent = webhooks.send_disabled_mail(endpoint_id=endpoint_id)
+    if sent:
+        logger.info(
+            "send_endpoint_disabled_mail: endpoint %s: %d contact(s) mailed", endpoint_id, sent
         )

@@ -9,9 +9,11 @@ Django must be set up before this module is imported (`benchmarks/__main__.py` d
 """
 
 import argparse
+import http.client
 import json
 import logging
 import multiprocessing
+import os
 import platform
 import sqlite3
 import sys
@@ -22,8 +24,10 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from datetime import time as clock
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 from django.conf import settings
@@ -36,12 +40,17 @@ from ads.models import (
     BudgetAlert,
     Campaign,
     CampaignStatusChange,
+    DeliveryStatus,
+    Event,
     Schedule,
     ScheduleWindow,
     SpendEvent,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 from ads.rules import CampaignFacts, pause_reasons, schedule_allows, weekday_mask
 from ads.services import SpendInput, record_spend, record_spend_batch, refresh_campaign_states
+from ads.services.webhooks import new_secret, request_body, send_due, signed_headers
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 ZONES = [
@@ -57,8 +66,8 @@ fork = multiprocessing.get_context("fork")
 def arguments() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="Benchmark spend recording and enforcement against raw-SQL and per-row "
-        "baselines.",
+        description="Benchmark spend recording, enforcement and webhook delivery against raw-SQL, "
+        "per-row and bare-HTTP baselines.",
     )
     parser.add_argument("--json", type=Path, help="write the figures to this JSON file")
     parser.add_argument(
@@ -94,6 +103,8 @@ class Bench:
             figures["results"] += self.bulk_spend(10_000, single=figures["results"][0]["value"])
             if vendor == "postgresql":
                 figures["results"] += self.concurrent_spend(8, 100 if quick else 250)
+            # Before the enforcement passes leave 100,000 campaigns' rows behind them.
+            figures["results"] += self.webhooks(300 if quick else 1000)
             sizes = [1_000, 10_000] if quick else [1_000, 10_000, 100_000]
             figures["results"] += self.enforcement(sizes)
         print(render_table([figures]))
@@ -236,6 +247,108 @@ class Bench:
             clear_campaigns()
         return results
 
+    # --- webhooks -------------------------------------------------------------------
+
+    def webhooks(self, events: int) -> list[dict[str, Any]]:
+        settings.WEBHOOK_ALLOW_HTTP = settings.WEBHOOK_ALLOW_PRIVATE = True  # loopback
+        settings.WEBHOOK_TIMEOUT = BENCH_WEBHOOK_TIMEOUT
+        results = []
+        with local_receiver() as url:
+            results.append(self.delivery_rate(url, events))
+            results.append(self.event_cost(url, 200))
+            results.append(self.dead_endpoint(url))
+        return results
+
+    def delivery_rate(self, url: str, events: int) -> dict[str, Any]:
+        endpoint = WebhookEndpoint.objects.create(
+            name="rate", url=f"{url}/ok", all_types=True, all_brands=True, secret=new_secret()
+        )
+        brand = Brand.objects.create(
+            name="hooks", daily_budget=Decimal(100), monthly_budget=Decimal(3000)
+        )
+        Campaign.objects.bulk_create(Campaign(brand=brand, name=f"h{n}") for n in range(events))
+        refresh_campaign_states(at=NOW, actor="bench", brand_ids=[brand.pk])  # all start
+        planned = WebhookDelivery.objects.filter(endpoint=endpoint).count()
+        self.say(f"webhooks: {planned:,} deliveries to a local receiver, one by one")
+        with counted_queries() as queries:
+            seconds = timed(lambda: send_due(endpoint_id=endpoint.pk, run_seconds=3600))
+        sent = WebhookDelivery.objects.filter(endpoint=endpoint, status=DeliveryStatus.DELIVERED)
+        if sent.count() != planned:
+            raise AssertionError(f"{sent.count()} of {planned} webhooks delivered")
+        self.say("webhooks: bare HTTP POSTs of the same requests, same receiver")
+        raw = bare_posts(endpoint, f"{url}/ok")
+        endpoint.delete()
+        return result(
+            "webhook deliveries to a local receiver",
+            "events/s",
+            planned / seconds,
+            raw,
+            f"{queries.count / planned:.1f} statements per delivery; signed, in order",
+            baseline_name="bare HTTP POSTs",
+        )
+
+    def event_cost(self, url: str, spends: int) -> dict[str, Any]:
+        """Spends that each pause a brand's 10 campaigns (13 events with the 3 alerts),
+        with no endpoint enabled and with one taking every event: two rounds of each,
+        alternating, the better of each kept (the first round warms the database up)."""
+        rates: dict[str, float] = {"none": 0.0, "one": 0.0}
+        alerts = logging.getLogger("ads.services.alerts")
+        alerts.setLevel(logging.ERROR)  # 3 budget alerts a spend: not worth the lines
+        for round_ in range(2):
+            for label in rates:
+                name = f"cost-{label}-{round_}"
+                campaign_ids = pausing_brands(name, spends)
+                endpoint = None
+                if label == "one":
+                    endpoint = WebhookEndpoint.objects.create(
+                        name=name, url=f"{url}/ok", all_types=True, all_brands=True,
+                        secret=new_secret(),
+                    )  # fmt: skip
+                self.say(f"webhooks: {spends} spends pausing 10 campaigns each, endpoints: {label}")
+                started = time.perf_counter()
+                for n, campaign_id in enumerate(campaign_ids):
+                    record_spend(campaign_id, "1.00", idempotency_key=f"{name}-{n}", at=NOW)
+                rates[label] = max(rates[label], spends / (time.perf_counter() - started))
+                if endpoint is not None:
+                    planned = WebhookDelivery.objects.filter(endpoint=endpoint).count()
+                    if planned != spends * 13:
+                        raise AssertionError(f"{planned} deliveries planned, {spends * 13} events")
+                    endpoint.delete()
+        alerts.setLevel(logging.NOTSET)
+        per_event = (1 / rates["one"] - 1 / rates["none"]) / 13 * 1000
+        return result(
+            "spend pausing 10 campaigns (13 events), one endpoint",
+            "spends/s",
+            rates["one"],
+            rates["none"],
+            f"{per_event:+.3f} ms per event planned for delivery",
+            baseline_name="no endpoint",
+        )
+
+    def dead_endpoint(self, url: str) -> dict[str, Any]:
+        """A receiver that never answers, with 100 events waiting for it: its worker is
+        held for one timeout, not one per event, and other endpoints' workers not at all."""
+        dead = WebhookEndpoint.objects.create(
+            name="dead", url=f"{url}/hang", all_types=True, all_brands=True, secret=new_secret()
+        )
+        brand = Brand.objects.create(
+            name="dead", daily_budget=Decimal(100), monthly_budget=Decimal(3000)
+        )
+        Campaign.objects.bulk_create(Campaign(brand=brand, name=f"d{n}") for n in range(100))
+        refresh_campaign_states(at=NOW, actor="bench", brand_ids=[brand.pk])
+        self.say("webhooks: a run for a receiver that never answers, 100 events waiting")
+        seconds = timed(lambda: send_due(endpoint_id=dead.pk, run_seconds=3600))
+        dead.delete()
+        return result(
+            "dead endpoint's run (100 events waiting)",
+            "seconds",
+            seconds,
+            BENCH_WEBHOOK_TIMEOUT,
+            "stops at the first failure; retried later",
+            lower_is_better=True,
+            baseline_name="WEBHOOK_TIMEOUT",
+        )
+
 
 # --- Helpers --------------------------------------------------------------------------
 
@@ -313,7 +426,8 @@ def throwaway_database() -> Iterator[None]:
     test_settings["NAME"] = (
         str(settings.VAR_DIR / "bench.sqlite3")
         if connection.vendor == "sqlite"
-        else "ad_budget_bench"
+        # Another name lets two checkouts bench against one server at once.
+        else os.environ.get("BENCH_PG_DATABASE", "ad_budget_bench")
     )
     old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
     try:
@@ -539,3 +653,81 @@ def run_concurrently(
     if any(w.exitcode for w in workers):
         raise RuntimeError("a benchmark process failed")
     return processes * per_process / elapsed
+
+
+# --- Webhooks: a receiver in a child process, and bare HTTP --------------------------------
+
+BENCH_WEBHOOK_TIMEOUT = 2.0
+
+
+class _BenchReceiver(BaseHTTPRequestHandler):
+    """Answers 204 to /ok after reading the body; never answers /hang."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        if self.path.startswith("/hang"):
+            time.sleep(3600)
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def _serve(pipe: Any) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _BenchReceiver)
+    server.daemon_threads = True
+    pipe.send(server.server_address[1])
+    server.serve_forever()
+
+
+@contextmanager
+def local_receiver() -> Iterator[str]:
+    """An HTTP receiver on loopback in a child process (no share of this one's GIL)."""
+    ours, theirs = fork.Pipe()
+    child = fork.Process(target=_serve, args=(theirs,), daemon=True)
+    connections.close_all()
+    child.start()
+    try:
+        yield f"http://127.0.0.1:{ours.recv()}"
+    finally:
+        child.terminate()
+        child.join()
+
+
+def bare_posts(endpoint: WebhookEndpoint, url: str) -> float:
+    """The same requests (bodies and headers made beforehand) POSTed with http.client,
+    one connection each as ours: the HTTP floor under the delivery rate."""
+    requests: list[tuple[bytes, dict[str, str]]] = []
+    for event in Event.objects.filter(deliveries__endpoint=endpoint).order_by("pk"):
+        text = request_body(endpoint, event)
+        headers = {"Content-Type": "application/json", "Connection": "close"}
+        signed = signed_headers(endpoint.secret, event.event_id, text, at=NOW)
+        requests.append((text.encode(), headers | signed))
+    parts = urlsplit(url)
+    started = time.perf_counter()
+    for body, headers in requests:
+        conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=5)
+        conn.request("POST", parts.path, body=body, headers=headers)
+        if conn.getresponse().status != 204:
+            raise AssertionError("the receiver did not take a bare POST")
+        conn.close()
+    return len(requests) / (time.perf_counter() - started)
+
+
+def pausing_brands(name: str, count: int) -> list[int]:
+    """`count` brands of 10 running campaigns, daily budget 1.00: one campaign of each."""
+    brands = Brand.objects.bulk_create(
+        Brand(name=f"{name}-{n}", daily_budget=Decimal(1), monthly_budget=Decimal(1000))
+        for n in range(count)
+    )
+    Campaign.objects.bulk_create(
+        Campaign(brand=brand, name=f"{brand.name} {n}") for brand in brands for n in range(10)
+    )
+    refresh_campaign_states(at=NOW, actor="bench", brand_ids=[b.pk for b in brands])
+    first: dict[int, int] = {}
+    for pk, brand_id in (
+        Campaign.objects.filter(brand__in=brands).order_by("pk").values_list("pk", "brand_id")
+    ):
+        first.setdefault(brand_id, pk)
+    return list(first.values())

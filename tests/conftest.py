@@ -22,6 +22,7 @@ from ads.api_keys import issue_key
 from ads.models import ApiKey, Brand, Campaign
 from ads.services import record_spend
 from tests.factories import CampaignFactory
+from tests.receiver import Receiver, serve
 
 # A fixed "now" for tests: Friday 2026-11-27 12:00 UTC.
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -155,3 +156,17 @@ def admin_url(obj: Model | type[Model], view: str = "change") -> str:
 def rows(model: type[Model]) -> list[dict[str, Any]]:
     """Every row of the model's table, as dictionaries, in primary-key order."""
     return list(model._default_manager.order_by("pk").values())
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A real HTTP receiver on 127.0.0.1 (a server in a thread) that records what it gets
+    and answers 204 unless told otherwise (`receiver.answer(path, 500, ...)`)."""
+    yield from serve(Receiver())
+
+
+@pytest.fixture
+def loopback_webhooks(settings: Any) -> None:
+    """Webhooks may go to plain http on loopback, where the tests' receivers listen."""
+    settings.WEBHOOK_ALLOW_HTTP = True
+    settings.WEBHOOK_ALLOW_PRIVATE = True

@@ -2,12 +2,13 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.contrib.auth.models import Group, User
-from factory.declarations import Sequence, SubFactory
+from factory.declarations import LazyFunction, Sequence, SubFactory
 from factory.django import DjangoModelFactory, Password
 from factory.helpers import post_generation
 
-from ads.models import Brand, Campaign, Schedule
+from ads.models import Brand, Campaign, Schedule, WebhookEndpoint
 from ads.services import refresh_campaign_states
+from ads.services.webhooks import new_secret
 
 
 class BrandFactory(DjangoModelFactory[Brand]):
@@ -62,3 +63,26 @@ class UserFactory(DjangoModelFactory[User]):
     def groups(self, create: bool, names: list[str] | None) -> None:
         if create and names:
             self.groups.set(Group.objects.filter(name__in=names))
+
+
+def limit_to_brands(endpoint: WebhookEndpoint, create: bool, chosen: list[Brand] | None) -> None:
+    """WebhookEndpointFactory's `brands`: only these brands' events, not all brands'."""
+    if create and chosen:
+        endpoint.all_brands = False
+        endpoint.save(update_fields=["all_brands"])
+        endpoint.brands.set(chosen)
+
+
+class WebhookEndpointFactory(DjangoModelFactory[WebhookEndpoint]):
+    """An enabled webhook for every type and brand; give it `url`, and `brands` to limit it."""
+
+    class Meta:
+        model = WebhookEndpoint
+        skip_postgeneration_save = True
+
+    name = Sequence(lambda n: f"Endpoint {n}")
+    all_types = True
+    all_brands = True
+    secret = LazyFunction(new_secret)
+
+    brands = post_generation(limit_to_brands)

@@ -17,6 +17,7 @@ from django.db.models import Model
 from django.forms import (
     BooleanField,
     CharField,
+    ChoiceField,
     DecimalField,
     EmailField,
     Field,
@@ -40,7 +41,12 @@ from ads.models import (
 )
 from ads.services import save_brand, set_campaigns_enabled
 from tests.conftest import NOW, admin_url
-from tests.factories import BrandFactory, CampaignFactory, ScheduleFactory
+from tests.factories import (
+    BrandFactory,
+    CampaignFactory,
+    ScheduleFactory,
+    WebhookEndpointFactory,
+)
 from tests.html_forms import FormData, read_form
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("frozen_clock")]
@@ -66,6 +72,12 @@ def other_value(field: Field, name: str, current: list[str]) -> list[str]:
         assert field.queryset is not None
         pks = [str(pk) for pk in field.queryset.values_list("pk", flat=True)]
         return [next(pk for pk in pks if pk != value)]
+    if name == "url":  # an endpoint's: https and a public address, as the rules want
+        return [
+            "https://93.184.216.34/in"
+            if value != "https://93.184.216.34/in"
+            else "https://93.184.216.35/in"
+        ]
     if isinstance(field, MultipleChoiceField):
         choices = [str(choice) for choice in dict(field.choices)]  # type: ignore[arg-type]  # (value, label) pairs
         return [c for c in choices if c not in current] or choices[:1]
@@ -81,6 +93,9 @@ def other_value(field: Field, name: str, current: list[str]) -> list[str]:
         return ["USD" if value != "USD" else "EUR"]  # 2 places, as the budgets after it
     if isinstance(field, CharField):
         return [f"{value} changed"]
+    if isinstance(field, ChoiceField):
+        choices = [str(choice) for choice in dict(field.choices) if choice]  # type: ignore[arg-type]  # (value, label) pairs
+        return [next(c for c in choices if c != value)]
     raise AssertionError(f"no other value known for {name}: {type(field).__name__}")
 
 
@@ -123,10 +138,23 @@ def world() -> dict[str, Any]:
     campaign = CampaignFactory.create(brand=brand, daily_budget=Decimal("20.00"), evaluated_at=NOW)
     key = ApiKey.objects.create(name="Feed", prefix="abc123", secret_hash="0" * 64)
     key.brands.set([brand])
-    return {"brand": brand, "campaign": campaign, "schedule": schedule, "apikey": key}
+    endpoint = WebhookEndpointFactory.create(
+        name="DSP",
+        url="https://93.184.216.34/in",
+        all_types=False,
+        event_types=["campaign.paused"],
+        brands=[brand],
+    )
+    return {
+        "brand": brand,
+        "campaign": campaign,
+        "schedule": schedule,
+        "apikey": key,
+        "webhookendpoint": endpoint,
+    }
 
 
-MODEL_ADMINS = ["brand", "campaign", "schedule", "apikey"]
+MODEL_ADMINS = ["brand", "campaign", "schedule", "apikey", "webhookendpoint"]
 
 
 def test_every_model_admin_with_a_change_form_is_covered() -> None:
@@ -156,6 +184,10 @@ def test_each_editable_field_of_each_admin_form_is_saved(
                 data["brands"] = []
             if name == "brands":
                 data.pop("all_brands", None)
+            if name == "all_types" and new:  # so has an endpoint, and its event types
+                data["event_types"] = []
+            if name == "event_types":
+                data.pop("all_types", None)
 
             response = admin_client.post(admin_url(obj), data)
 

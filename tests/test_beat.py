@@ -25,10 +25,15 @@ def test_beat_stores_the_configured_periodic_tasks_in_the_database() -> None:
     start_beat()
 
     stored = {
-        task.name: (task.task, str(task.crontab).split(" (")[0], task.expire_seconds)
+        task.name: (
+            task.task,
+            str(task.crontab or task.interval).split(" (")[0],
+            task.expire_seconds,
+        )
         for task in PeriodicTask.objects.all()
     }
     assert stored == {
+        "dispatch-webhooks": ("ads.dispatch_webhooks", "every 10 seconds", 8),
         "enforce-budget-limits": ("ads.enforce_budget_limits", "*/5 * * * *", 240),
         "enforce-dayparting": ("ads.enforce_dayparting", "0,15,30,45 * * * *", 840),
         "reset-daily-budgets": ("ads.reset_daily_budgets", "0,15,30,45 * * * *", 840),
@@ -47,6 +52,7 @@ def test_beat_stores_the_configured_periodic_tasks_in_the_database() -> None:
         ("enforce-dayparting", "27T12:00:00", "27T12:14:59", "27T12:15:00"),
         ("reset-daily-budgets", "27T23:45:00", "27T23:59:59", "28T00:00:00"),
         ("reconcile-spend-counters", "27T03:30:00", "28T03:29:59", "28T03:30:00"),
+        ("dispatch-webhooks", "27T12:00:00", "27T12:00:09", "27T12:00:10"),
     ],
 )
 def test_periodic_tasks_are_due_at_the_right_times(

@@ -36,12 +36,12 @@ def test_query_count_does_not_grow_with_campaigns(
     refresh_campaign_states(at=NOW, actor="test")
     Brand.objects.update(daily_budget=Decimal(0))
 
-    with django_assert_max_num_queries(10) as queries:
+    with django_assert_max_num_queries(11) as queries:
         result = refresh_campaign_states(at=NOW, actor="enforce_budget_limits")
 
     assert len(result.changes) == count
     # One audit insert, one update and one event insert for all of them (and one read of
-    # the streams' last sequence numbers).
+    # the streams' last sequence numbers, one look for enabled webhook endpoints).
     assert len(writes(queries)) == 3
     assert CampaignStatusChange.objects.filter(actor="enforce_budget_limits").count() == count
 
@@ -51,8 +51,8 @@ def test_first_pass_rolls_over_and_evaluates_in_bounded_queries(
 ) -> None:
     # per zone: roll campaigns' day, brands' day, brands' month; then 1 audit + 1 update;
     # and one, for every zone, checking the new periods' ledger against counters' limit;
-    # the events: one read of the streams' sequences, one insert
-    with django_assert_max_num_queries(6 + 3 * len(ZONES) + 2 + 1 + 2):
+    # the events: one read of the streams' sequences, one insert, one look for endpoints
+    with django_assert_max_num_queries(6 + 3 * len(ZONES) + 2 + 1 + 3):
         result = refresh_campaign_states(at=NOW, actor="test")
 
     assert len(result.changes) == count

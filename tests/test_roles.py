@@ -30,12 +30,14 @@ from ads.models import (
     ScheduleWindow,
     SettingChange,
     SpendEvent,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 from ads.roles import sync_groups
 from ads.rules import PauseReason
 from ads.services import refresh_campaign_states, save_brand
 from tests.conftest import NOW, admin_url, make_api_key, rows
-from tests.factories import BrandFactory, CampaignFactory
+from tests.factories import BrandFactory, CampaignFactory, WebhookEndpointFactory
 from tests.invariants import assert_invariants, snapshot_ledger
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("frozen_clock")]
@@ -64,6 +66,9 @@ RIGHTS: dict[str, tuple[str, str, str, str]] = {
     "django_celery_beat.periodictask":    ("",     "",       "vcad",    ""),
     "django_celery_beat.crontabschedule": ("",     "",       "vcad",    ""),
     "ads.apikey":                         ("",     "",       "vcad",    ""),
+    "ads.webhookendpoint":                ("",     "",       "vcad",    ""),
+    # Read-only like the ledger; superusers see them and may send them again.
+    "ads.webhookdelivery":                ("",     "",       "v",       ""),
     "auth.user":                          ("",     "",       "vcad",    ""),
     "auth.group":                         ("",     "",       "vcad",    ""),
 }
@@ -113,6 +118,17 @@ def brand_form(name: str, daily_budget: str, currency: str) -> Form:
         "daily_budget": daily_budget,
         "monthly_budget": "3000.00",
         **management("campaigns", 0, 0),
+    }
+
+
+def endpoint_form(name: str) -> Form:
+    return {
+        "name": name,
+        "kind": "webhook",
+        "url": "https://93.184.216.34/in",
+        "all_types": "on",
+        "all_brands": "on",
+        "is_enabled": "on",
     }
 
 
@@ -254,6 +270,20 @@ PAGES: dict[str, Page] = {
         add=lambda: {"name": "Added key", "all_brands": "on"},
         added={"name": "Added key"},
     ),
+    "ads.webhookendpoint": Page(
+        target=lambda: WebhookEndpoint.objects.get(name="Target endpoint"),
+        change=lambda: endpoint_form("Renamed endpoint"),
+        changed={"name": "Renamed endpoint"},
+        add=lambda: endpoint_form("Added endpoint"),
+        added={"name": "Added endpoint"},
+    ),
+    "ads.webhookdelivery": Page(
+        target=lambda: WebhookDelivery.objects.latest("pk"),
+        change=lambda: {"status": "delivered", "attempts": "9"},
+        changed={"attempts": 9},
+        add=lambda: {"status": "delivered", "attempts": "9"},
+        added={"attempts": 9},
+    ),
     "auth.user": Page(
         target=lambda: User.objects.get(username="target-user"),
         # The way up for anyone who could change people: make them superusers.
@@ -302,6 +332,7 @@ def world(search: Campaign) -> None:
     PeriodicTask.objects.create(name="Target task", task="ads.enforce_dayparting", interval=every_5)
     CrontabSchedule.objects.create(minute="30", hour="3")
     make_api_key(name="Target key")
+    endpoint = WebhookEndpointFactory.create(name="Target endpoint", url="https://93.184.216.34/in")
     User.objects.create(username="target-user", password=UNUSABLE_PASSWORD_PREFIX)
     Group.objects.create(name="Target group")
     brand = search.brand
@@ -311,6 +342,7 @@ def world(search: Campaign) -> None:
     assert SettingChange.objects.exists()
     assert BudgetAlert.objects.exists()
     assert Event.objects.exists()
+    assert WebhookDelivery.objects.filter(endpoint=endpoint).exists()
 
 
 def log_in(client: Client, role: str) -> User:
@@ -410,8 +442,9 @@ def test_role_adds_a_row_only_with_the_add_right(client: Client, page: str, role
     response = client.post(admin_url(model, "add"), spec.add())
 
     if "a" in rights(page, role):
-        # A new API key answers with the page that shows its secret once.
-        assert response.status_code == (200 if model is ApiKey else 302), errors(response)
+        # A new API key or webhook answers with the page that shows its secret once.
+        shows_secret = model in (ApiKey, WebhookEndpoint)
+        assert response.status_code == (200 if shows_secret else 302), errors(response)
         assert model._default_manager.filter(**spec.added).exists()
     else:
         assert response.status_code == 403

@@ -35,11 +35,15 @@ def close_worker_connections(**_: object) -> None:
 
 
 @contextmanager
-def running_worker() -> Iterator[WorkController]:
+def running_worker(concurrency: int = 2) -> Iterator[WorkController]:
     task_postrun.connect(close_worker_connections, weak=False)
     try:
         with start_worker(
-            app, pool="threads", concurrency=2, perform_ping_check=False, loglevel="WARNING"
+            app,
+            pool="threads",
+            concurrency=concurrency,
+            perform_ping_check=False,
+            loglevel="WARNING",
         ) as running:
             yield running
     finally:

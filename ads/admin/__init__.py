@@ -7,7 +7,7 @@ default site while this package registers, and a site inside it would be created
 (the registrations landing on the first).
 """
 
-from ads.admin import api_keys, audit, brands, campaigns, events, ledger, schedules
+from ads.admin import api_keys, audit, brands, campaigns, events, ledger, schedules, webhooks
 from ads.admin.base import ArchivableAdmin, ReadOnlyAdmin
 
 __all__ = [
@@ -20,4 +20,5 @@ __all__ = [
     "events",
     "ledger",
     "schedules",
+    "webhooks",
 ]

@@ -10,7 +10,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from ads import services
-from ads.models import Brand, BudgetAlert, CampaignStatusChange, Event
+from ads.models import Brand, BudgetAlert, CampaignStatusChange, Event, WebhookDelivery
 from ads.money import format_money
 from ads.rules import budget_warnings
 
@@ -67,11 +67,13 @@ class ArchivableAdmin(admin.ModelAdmin[Any]):
         if refused:
             return [], {}, set(), refused
         deleted, counts, perms_needed, _protected = super().get_deleted_objects(objs, request)
-        # Status changes, alerts and events are the object's own history, deleted with it.
+        # Status changes, alerts, events and their webhook deliveries are the object's own
+        # history, deleted with it.
         own_history = {
             CampaignStatusChange._meta.verbose_name,
             BudgetAlert._meta.verbose_name,
             Event._meta.verbose_name,
+            WebhookDelivery._meta.verbose_name,
         }
         return deleted, counts, {n for n in perms_needed if n not in own_history}, []
 

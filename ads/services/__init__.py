@@ -8,8 +8,8 @@ transactions are IMMEDIATE (see settings), the database lock does the same.
 
 Modules: `kernel` (the shared core: locks, roll-over, evaluation, audit rows, brand
 chunks), `spend`, `enforcement`, `resets`, `edits`, `alerts`, `outbox` (queued
-spends). Each calls the others by
-their public names only (ruff's PLC2701 checks it).
+spends), `events` (the event log), `webhooks` (its deliveries to webhooks and Slack).
+Each calls the others by their public names only (ruff's PLC2701 checks it).
 """
 
 from ads.services.alerts import ALERT_THRESHOLDS

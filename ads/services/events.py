@@ -21,6 +21,7 @@ from django.db.models import Max
 
 from ads.models import BudgetAlert, Campaign, Event, EventType, SettingChange
 from ads.money import canonical
+from ads.services.webhooks import plan_deliveries
 from ads.sql import in_ids, in_texts
 
 if TYPE_CHECKING:
@@ -56,8 +57,9 @@ def new_event_id() -> str:
 
 
 def emit(drafts: Sequence[EventDraft], *, at: datetime) -> list[Event]:
-    """Write the events, each numbered next in its stream. One read and one insert
-    however many there are."""
+    """Write the events, each numbered next in its stream, and their webhook deliveries.
+    One read and one insert however many there are, then one query when no endpoint is
+    enabled, or two (see webhooks.plan_deliveries)."""
     if not drafts:
         return []
     streams = sorted({draft.stream for draft in drafts})
@@ -86,6 +88,7 @@ def emit(drafts: Sequence[EventDraft], *, at: datetime) -> list[Event]:
             )
         )
     _insert(events)
+    plan_deliveries([event.event_id for event in events], at=at)
     return events
 
 
