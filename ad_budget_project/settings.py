@@ -209,6 +209,23 @@ if not 0 < WEBHOOK_TIMEOUT <= 30:
     raise ImproperlyConfigured(
         f"WEBHOOK_TIMEOUT={WEBHOOK_TIMEOUT} must be more than 0 and at most 30 seconds"
     )
+# The retry schedule: the first retry this many seconds after a failure, doubling up to
+# WEBHOOK_LONGEST_RETRY apart; and how long a dead worker's hold on an endpoint lasts
+# before another worker takes it over. Production keeps the defaults; the fault suite
+# shortens them so a scenario of minutes shows hours of behaviour.
+WEBHOOK_FIRST_RETRY: int = env.int("WEBHOOK_FIRST_RETRY", default=30)
+WEBHOOK_LONGEST_RETRY: int = env.int("WEBHOOK_LONGEST_RETRY", default=60 * 60)
+WEBHOOK_LEASE: int = env.int("WEBHOOK_LEASE", default=90)
+if not 0 < WEBHOOK_FIRST_RETRY <= WEBHOOK_LONGEST_RETRY:
+    raise ImproperlyConfigured(
+        f"WEBHOOK_FIRST_RETRY={WEBHOOK_FIRST_RETRY} must be more than 0 and at most "
+        f"WEBHOOK_LONGEST_RETRY={WEBHOOK_LONGEST_RETRY}"
+    )
+if WEBHOOK_LEASE < WEBHOOK_TIMEOUT + 10:
+    raise ImproperlyConfigured(
+        f"WEBHOOK_LEASE={WEBHOOK_LEASE} must be at least WEBHOOK_TIMEOUT + 10 seconds: a live "
+        "sender renews it every 5 seconds, between deliveries"
+    )
 # Plain http:// endpoint URLs, and URLs whose host resolves to a loopback, private,
 # link-local or otherwise non-public address: refused unless allowed here (for tests and
 # a receiver on the inside network; they let whoever manages endpoints reach it).

@@ -56,12 +56,15 @@ logger = logging.getLogger(__name__)
 DELIVER_TASK = "ads.deliver_webhooks"  # sends one endpoint's due deliveries
 DISABLED_MAIL_TASK = "ads.send_endpoint_disabled_mail"
 
-FIRST_RETRY = timedelta(seconds=30)
-LONGEST_RETRY = timedelta(hours=1)
-# A sender holds its endpoint this long past its last renewal: longer than a renewal
-# period plus one delivery (WEBHOOK_TIMEOUT is at most 30 s, plus name resolution), so
-# only a dead worker's lease lapses, and another worker takes over that much later.
-LEASE = timedelta(seconds=90)
+
+def lease() -> timedelta:
+    """How long a sender holds its endpoint past its last renewal (WEBHOOK_LEASE, 90 s):
+    longer than a renewal period plus one delivery (WEBHOOK_TIMEOUT is at most 30 s,
+    plus name resolution), so only a dead worker's lease lapses, and another worker
+    takes over that much later."""
+    return timedelta(seconds=settings.WEBHOOK_LEASE)
+
+
 # How often a sender renews its lease, and reads its endpoint again: a person's switch-off
 # or new URL takes effect within this many seconds of a running sender.
 RENEW_EVERY = 5
@@ -284,7 +287,7 @@ def _claim(endpoint_id: int, holder: str, at: datetime) -> bool:
     return bool(
         WebhookEndpoint.objects.filter(pk=endpoint_id, is_enabled=True)
         .filter(Q(leased_until__isnull=True) | Q(leased_until__lte=at))
-        .update(leased_until=at + LEASE, lease_holder=holder)
+        .update(leased_until=at + lease(), lease_holder=holder)
     )
 
 
@@ -327,7 +330,7 @@ def _send_run(
 def _renew(endpoint_id: int, holder: str, at: datetime) -> bool:
     return bool(
         WebhookEndpoint.objects.filter(pk=endpoint_id, lease_holder=holder, is_enabled=True).update(
-            leased_until=at + LEASE
+            leased_until=at + lease()
         )
     )
 
@@ -358,9 +361,11 @@ def _delivered(
 def retry_delay(attempts: int, retry_after: int | None = None) -> timedelta:
     """How long after its `attempts`-th failed try a delivery is tried again: 30 s,
     doubling, at most an hour; longer if the receiver asked for it (Retry-After)."""
-    delay = min(FIRST_RETRY * (1 << min(max(attempts - 1, 0), 16)), LONGEST_RETRY)
+    first = timedelta(seconds=settings.WEBHOOK_FIRST_RETRY)
+    longest = timedelta(seconds=settings.WEBHOOK_LONGEST_RETRY)
+    delay = min(first * (1 << min(max(attempts - 1, 0), 16)), longest)
     if retry_after is not None:
-        delay = max(delay, min(timedelta(seconds=retry_after), LONGEST_RETRY))
+        delay = max(delay, min(timedelta(seconds=retry_after), longest))
     return delay
 
 
