@@ -133,6 +133,10 @@ def toggle(campaign_ids: list[int], *, enabled: bool) -> None:
         set_campaigns_enabled(chunk, enabled=enabled, actor="ops", at=timezone.now())
 
 
+def delivered() -> int:
+    return WebhookDelivery.objects.filter(status=DeliveryStatus.DELIVERED).count()
+
+
 def feed_ids(client: Client, key: str) -> set[str]:
     ids: set[str] = set()
     after: str | None = None
@@ -186,15 +190,24 @@ def test_a_receiver_down_for_minutes_gets_every_event_once_in_order(
         store_path = tmp_path / "receiver.sqlite3"
         with reference_receiver(port, store_path, secret):
             back = time.monotonic()
-            # Kill a worker while it delivers: its lease lapses and the other goes on.
+            # Kill the worker that is delivering, mid-run: its lease lapses and another
+            # worker takes the endpoint over.
+            workers = started[:2]
             wait_until(
                 lambda: (
-                    WebhookDelivery.objects.filter(status=DeliveryStatus.DELIVERED).count() > 100
+                    delivered() > 100
+                    and WebhookEndpoint.objects.filter(leased_until__isnull=False).exists()
+                    and any(w.running() for w in workers)
                 ),
                 "deliveries flowing again",
                 120,
             )
-            started[0].stop()
+            victims = [w for w in workers if w.running()]
+            left_at_kill = WebhookDelivery.objects.exclude(status=DeliveryStatus.DELIVERED).count()
+            for victim in victims:
+                victim.stop()
+            if len(victims) == len(workers):
+                started.append(start_worker("hooks-c", broker=redis.url, env=WORKER_ENV))
             wait_until(
                 lambda: (
                     not WebhookDelivery.objects.exclude(status=DeliveryStatus.DELIVERED).exists()
@@ -211,6 +224,8 @@ def test_a_receiver_down_for_minutes_gets_every_event_once_in_order(
         type__in=["campaign.paused", "campaign.resumed", "campaign.reasons_changed"]
     ).count()
     assert changes >= 500, changes
+    assert victims, "no worker was delivering when the kill came"
+    assert left_at_kill > 0
     last = dict(
         Event.objects.values("stream").annotate(m=Max("sequence")).values_list("stream", "m")
     )
@@ -232,5 +247,6 @@ def test_a_receiver_down_for_minutes_gets_every_event_once_in_order(
     report(
         f"{len(events)} events ({changes} state changes) over {Brand.objects.count()} brands; "
         f"receiver down {down:.0f} s ({undelivered} deliveries waiting); all delivered "
-        f"{drained:.1f} s after it came back, a worker killed meanwhile; {attempts} attempts"
+        f"{drained:.1f} s after it came back, {len(victims)} delivering worker(s) "
+        f"killed with {left_at_kill} deliveries to go; {attempts} attempts"
     )
