@@ -62,6 +62,20 @@ def task(name: str, *, max_retries: int | None = 8) -> Callable[[Callable[P, R]]
     )
 
 
+def mail_task(name: str) -> Callable[[Callable[P, R]], Task[P, R]]:
+    """A task that sends mail: it retries the database's connection errors and a mail
+    server that cannot be reached or is busy, 30 s to 10 minutes apart, 5 times."""
+    return shared_task(
+        name=name,
+        ignore_result=True,
+        autoretry_for=(OperationalError, InterfaceError, *alerts.TRANSIENT_MAIL_ERRORS),
+        retry_backoff=30,
+        retry_backoff_max=600,
+        retry_jitter=True,
+        max_retries=5,
+    )
+
+
 # A periodic task that gives up is run again by Beat; a spend that gave up would be lost
 # (the message is acknowledged), so spends wait for the database as long as it takes.
 UNTIL_RECORDED = None
@@ -180,15 +194,7 @@ def record_spend_batch(events: object) -> None:
     )
 
 
-@shared_task(
-    name=alerts.ALERT_MAIL_TASK,
-    ignore_result=True,
-    autoretry_for=(OperationalError, InterfaceError, *alerts.TRANSIENT_MAIL_ERRORS),
-    retry_backoff=30,
-    retry_backoff_max=600,
-    retry_jitter=True,
-    max_retries=5,
-)
+@mail_task(alerts.ALERT_MAIL_TASK)
 def send_budget_alert_mail(
     brand_id: int, budget_kind: str, threshold: int, period: str, budget: str
 ) -> None:
@@ -234,15 +240,7 @@ def dispatch_webhooks() -> None:
         logger.info("dispatch_webhooks: %d endpoint(s) with due deliveries handed over", asked)
 
 
-@shared_task(
-    name=webhooks.DISABLED_MAIL_TASK,
-    ignore_result=True,
-    autoretry_for=(OperationalError, InterfaceError, *alerts.TRANSIENT_MAIL_ERRORS),
-    retry_backoff=30,
-    retry_backoff_max=600,
-    retry_jitter=True,
-    max_retries=5,
-)
+@mail_task(webhooks.DISABLED_MAIL_TASK)
 def send_endpoint_disabled_mail(endpoint_id: int) -> None:
     """Tell the contacts of an endpoint's brands that it was switched off for failing.
     Retried like the budget alert mails."""
