@@ -53,6 +53,12 @@ def canonical(amount: Decimal) -> Decimal:
     return cents if cents == amount else amount.normalize()
 
 
+def decimal_text(amount: Decimal) -> str:
+    """An amount as machines read it (API fields, event payloads, audit values): a plain
+    decimal string, canonical, the same wherever it is sent: "99.90", "0.123456"."""
+    return str(canonical(amount))
+
+
 def from_micros(micros: int | Decimal) -> Decimal:
     """canonical(micros / 10**6), computed without division: this runs for every money
     column of every row an enforcement pass reads."""

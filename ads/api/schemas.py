@@ -12,7 +12,7 @@ from pydantic import AfterValidator, ConfigDict, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from ads.models import EventType
-from ads.money import SPEND_DECIMAL_PLACES, canonical
+from ads.money import SPEND_DECIMAL_PLACES, decimal_text
 from ads.services import MAX_BATCH
 from ads.validation import (
     CURRENCY_CODE_PATTERN,
@@ -38,7 +38,7 @@ Id = Annotated[int, PathParam(ge=1, le=MAX_ID)]
 
 
 def money(amount: Decimal) -> str:
-    return str(canonical(amount))
+    return decimal_text(amount)
 
 
 def three_letters(value: str) -> str:

@@ -20,7 +20,7 @@ from django.db import connection
 from django.db.models import Max
 
 from ads.models import BudgetAlert, Campaign, Event, EventType, SettingChange
-from ads.money import canonical
+from ads.money import decimal_text
 from ads.services.webhooks import plan_deliveries
 from ads.sql import in_ids, in_texts
 
@@ -152,7 +152,7 @@ def _insert(events: Sequence[Event]) -> None:
 
 
 def money(amount: Decimal | None) -> str | None:
-    return None if amount is None else str(canonical(amount))
+    return None if amount is None else decimal_text(amount)
 
 
 def day(value: date | None) -> str | None:

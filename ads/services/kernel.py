@@ -44,7 +44,7 @@ from ads.models import (
 from ads.money import (
     MICROS_PER_UNIT,
     MoneyField,
-    canonical,
+    decimal_text,
     format_amount,
     from_micros,
     money_value,
@@ -555,7 +555,7 @@ def audit_text(value: object) -> str:
     """A setting's value as an audit row keeps it: money in its canonical form, None empty."""
     if value is None:
         return ""
-    return str(canonical(value)) if isinstance(value, Decimal) else str(value)
+    return decimal_text(value) if isinstance(value, Decimal) else str(value)
 
 
 def audit_row(
